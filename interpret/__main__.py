@@ -1,0 +1,3 @@
+from interpret.cli import app
+
+app(prog_name="interpret")

@@ -1,0 +1,165 @@
+"""`FaceSet`: the one in-memory form every reader and the synthetic generator produce.
+
+Images are face crops already cut (landmark box, face detector, or the whole image for
+pre-cropped data) and resized to a square `size` (99 by default: the paper resizes to 99x99
+before cropping 96x96). Labels are *raw*, as the source states them: every frame carries its
+sequence's emotion and its sequence's peak-frame AUs; `interpret.data.protocols` then decides
+which frames are neutral, which carry the emotion, and which are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+
+from interpret.facs import au_name
+
+#: `au_intensity` value for an AU that is not present.
+ABSENT = -1
+#: `emotion` value for a frame whose sequence has no emotion label.
+UNLABELLED = -1
+
+
+@dataclass
+class FaceSet:
+    """N face crops with their labels, in a fixed order.
+
+    images        (N, S, S) uint8 grey face crops
+    landmarks     (N, 68, 2) float32 (x, y) in crop pixel coordinates, or None
+    subject       (N,) str   subject / identity id, e.g. 'S005'
+    sequence      (N,) str   sequence id unique across subjects, e.g. 'S005/001'
+    frame         (N,) int   frame number within the sequence (CK+ numbering; 1 for stills)
+    emotion       (N,) int   index into `emotions`, UNLABELLED (-1) when the source has none
+    au_intensity  (N, A) int8  per AU in `au_codes`: ABSENT (-1), 0 present with intensity
+                  not coded, 1..5 = A..E
+    paths         (N,) str   the file each frame came from ('' when generated in memory)
+    emotions      class names, the index space of `emotion`
+    au_codes      (A,) int   AU numbers of the `au_intensity` columns
+    skipped       [(path, reason)] inputs the reader passed over
+    source        'ckplus', 'synthetic', 'fer2013', 'ferplus', 'jaffe' or 'folders'
+    """
+
+    images: np.ndarray
+    landmarks: np.ndarray | None
+    subject: np.ndarray
+    sequence: np.ndarray
+    frame: np.ndarray
+    emotion: np.ndarray
+    au_intensity: np.ndarray
+    paths: np.ndarray
+    emotions: tuple[str, ...]
+    au_codes: np.ndarray
+    source: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        for name in ("subject", "sequence", "frame", "emotion", "au_intensity", "paths"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"FaceSet.{name} has {len(getattr(self, name))} rows, images {n}")
+        if self.au_intensity.shape[1:] != (len(self.au_codes),):
+            raise ValueError("FaceSet.au_intensity columns do not match au_codes")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def au_present(self) -> np.ndarray:
+        """(N, A) bool presence."""
+        return self.au_intensity != ABSENT
+
+    @property
+    def au_names(self) -> list[str]:
+        return [au_name(a) for a in self.au_codes]
+
+    def select(self, index) -> "FaceSet":
+        """A FaceSet of the rows `index` (bool mask or integer indices), order kept."""
+        index = np.asarray(index)
+        per_row = {f.name: getattr(self, f.name)[index] for f in fields(self) if f.name in _PER_ROW}
+        if self.landmarks is not None:
+            per_row["landmarks"] = self.landmarks[index]
+        return replace(self, **per_row)
+
+    def fingerprint(self) -> str:
+        """SHA-256 over images and labels: equal data, equal fingerprint."""
+        digest = hashlib.sha256()
+        for name in ("images", "subject", "sequence", "frame", "emotion", "au_intensity", "au_codes"):
+            arr = np.ascontiguousarray(getattr(self, name))
+            digest.update(name.encode())
+            digest.update(str(arr.shape).encode())
+            digest.update(arr.astype(str).tobytes() if arr.dtype.kind in "OU" else arr.tobytes())
+        digest.update("|".join(self.emotions).encode())
+        return digest.hexdigest()
+
+
+_PER_ROW = ("images", "subject", "sequence", "frame", "emotion", "au_intensity", "paths")
+
+
+@dataclass
+class RawSequence:
+    """One sequence of full frames as a source holds it (CK+ on disk, or generated).
+
+    frames     list of (H, W) uint8 grey full images, in frame order
+    landmarks  list of (68, 2) float32 (x, y) per frame, or None
+    frame_numbers  the CK+ frame numbers (1-based)
+    emotion    CK+ emotion code (0..7) of the sequence, or None when it has no Emotion file
+    facs       {AU: intensity} of the peak (last) frame; intensity 0 = present, not coded
+    paths      source file per frame ('' when generated)
+    """
+
+    subject: str
+    number: int
+    frames: list[np.ndarray]
+    landmarks: list[np.ndarray] | None
+    frame_numbers: list[int]
+    emotion: int | None
+    facs: dict[int, int]
+    paths: list[str]
+
+    @property
+    def sequence_id(self) -> str:
+        return f"{self.subject}/{self.number:03d}"
+
+
+def faceset_from_sequences(sequences, au_codes, emotions, source: str, size: int = 99,
+                           skipped=None) -> FaceSet:
+    """Crop every frame (landmark box when landmarks exist, else the whole image) into a FaceSet."""
+    from interpret.data.crop import crop_face
+
+    images, marks, subject, sequence, frame, emotion, intensity, paths = ([] for _ in range(8))
+    au_codes = np.asarray(sorted(au_codes), dtype=np.int64)
+    column = {int(a): i for i, a in enumerate(au_codes)}
+    for seq in sequences:
+        row = np.full(len(au_codes), ABSENT, dtype=np.int8)
+        for au, level in seq.facs.items():
+            if au in column:
+                row[column[au]] = level
+        for i, image in enumerate(seq.frames):
+            points = None if seq.landmarks is None else seq.landmarks[i]
+            crop, crop_points = crop_face(image, points, size)
+            images.append(crop)
+            marks.append(crop_points)
+            subject.append(seq.subject)
+            sequence.append(seq.sequence_id)
+            frame.append(seq.frame_numbers[i])
+            emotion.append(UNLABELLED if seq.emotion is None else seq.emotion)
+            intensity.append(row)
+            paths.append(seq.paths[i])
+    n = len(images)
+    has_marks = n > 0 and all(m is not None for m in marks)
+    return FaceSet(
+        images=np.stack(images) if n else np.zeros((0, size, size), np.uint8),
+        landmarks=np.stack(marks).astype(np.float32) if has_marks else None,
+        subject=np.array(subject, dtype=str),
+        sequence=np.array(sequence, dtype=str),
+        frame=np.array(frame, dtype=np.int64),
+        emotion=np.array(emotion, dtype=np.int64),
+        au_intensity=np.stack(intensity) if n else np.zeros((0, len(au_codes)), np.int8),
+        paths=np.array(paths, dtype=str),
+        emotions=tuple(emotions),
+        au_codes=au_codes,
+        source=source,
+        skipped=list(skipped or []),
+    )

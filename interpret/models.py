@@ -1,0 +1,116 @@
+"""The registered architectures, built from one set of named blocks.
+
+Every conv stage is `convK` -> `reluK` (its own non-inplace `nn.ReLU`: deconvnet rules and
+captum hook these modules) -> `poolK`. Layer K of any architecture is addressed by
+`stage(model, K)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+INPUT_SIZE = 96
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Channels per conv stage, pooling of the last stage, and the FC width."""
+
+    channels: tuple[int, ...]
+    kernel: int
+    last_pool: int
+    fc: int
+    description: str
+
+
+ARCHITECTURES = {
+    "zhu2019": ArchSpec((64, 128, 256), 5, 2, 1024,
+                        "Zhu, Fan, Yuan 2019: conv5x5 64/128/256, 2x2 max-pools, FC 1024, dropout 0.5"),
+    "khorrami2015": ArchSpec((64, 128, 256), 5, 12, 300,
+                             "Khorrami et al. 2015: conv5x5 64/128/256, 2x2, 2x2, 12x12 max-pool, FC 300"),
+}
+
+
+class ExpressionNet(nn.Module):
+    """Grey 96x96 input, three conv stages, one hidden FC layer with dropout, class logits."""
+
+    def __init__(self, arch: str, n_classes: int):
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+        spec = ARCHITECTURES[arch]
+        self.arch = arch
+        self.n_layers = len(spec.channels)
+        in_channels, side = 1, INPUT_SIZE
+        for k, out_channels in enumerate(spec.channels, start=1):
+            pool = spec.last_pool if k == self.n_layers else 2
+            setattr(self, f"conv{k}", nn.Conv2d(in_channels, out_channels, spec.kernel, padding=spec.kernel // 2))
+            setattr(self, f"relu{k}", nn.ReLU())
+            setattr(self, f"pool{k}", nn.MaxPool2d(pool))
+            in_channels, side = out_channels, side // pool
+        self.fc = nn.Linear(in_channels * side * side, spec.fc)
+        self.relu_fc = nn.ReLU()
+        self.dropout = nn.Dropout(0.5)
+        self.out = nn.Linear(spec.fc, n_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-normal weights (std = sqrt(2 / fan_in)) and zero biases.
+
+        The paper's "Gaussian, variance 1" explodes activations through three ReLU layers
+        (std 1 on a 5x5x128 fan-in multiplies the scale by ~57 per layer); He init keeps the
+        activation variance constant under ReLU, which is what "variance 1" is usually meant
+        to approximate.
+        """
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        for k in range(1, self.n_layers + 1):
+            x = stage(self, k).pool(stage(self, k).relu(stage(self, k).conv(x)))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.features(x), 1)
+        return self.out(self.dropout(self.relu_fc(self.fc(x))))
+
+
+@dataclass(frozen=True)
+class Stage:
+    conv: nn.Conv2d
+    relu: nn.ReLU
+    pool: nn.MaxPool2d
+
+
+def stage(model: nn.Module, layer: int) -> Stage:
+    """The (conv, relu, pool) modules of conv layer `layer` (1-based)."""
+    if not 1 <= layer <= model.n_layers:
+        raise ValueError(f"layer must be 1..{model.n_layers}, got {layer}")
+    return Stage(getattr(model, f"conv{layer}"), getattr(model, f"relu{layer}"), getattr(model, f"pool{layer}"))
+
+
+def build_model(arch: str, n_classes: int) -> ExpressionNet:
+    return ExpressionNet(arch, n_classes)
+
+
+def receptive_field(model: nn.Module, layer: int) -> tuple[int, int, int]:
+    """(size, stride, offset) of a unit of `relu{layer}`: unit (y, x) sees input rows
+    stride*y + offset ... stride*y + offset + size - 1 (before clipping to the image).
+
+    For zhu2019 layer 3 this is (32, 4, -14): rows 4y-14 ... 4y+17 (REFERENCE §2).
+    """
+    size, stride, offset = 1, 1, 0
+    for k in range(layer, 0, -1):
+        st = stage(model, k)
+        kernel, pad = st.conv.kernel_size[0], st.conv.padding[0]
+        # through conv k (stride 1): grows by kernel-1, shifts by -pad
+        size, offset = size + kernel - 1, offset - pad
+        if k > 1:  # through pool k-1 (kernel = stride = p)
+            p = stage(model, k - 1).pool.kernel_size
+            size, stride, offset = (size - 1) * p + p, stride * p, offset * p
+    return size, stride, offset
