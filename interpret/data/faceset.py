@@ -39,6 +39,7 @@ class FaceSet:
     au_codes      (A,) int   AU numbers of the `au_intensity` columns
     skipped       [(path, reason)] inputs the reader passed over
     source        'ckplus', 'synthetic', 'fer2013', 'ferplus', 'jaffe' or 'folders'
+    partition     (N,) str  the source's own split (FER's Usage, a folder tree's top level), or None
     """
 
     images: np.ndarray
@@ -53,6 +54,7 @@ class FaceSet:
     au_codes: np.ndarray
     source: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    partition: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -80,6 +82,8 @@ class FaceSet:
         per_row = {f.name: getattr(self, f.name)[index] for f in fields(self) if f.name in _PER_ROW}
         if self.landmarks is not None:
             per_row["landmarks"] = self.landmarks[index]
+        if self.partition is not None:
+            per_row["partition"] = self.partition[index]
         return replace(self, **per_row)
 
     def fingerprint(self) -> str:

@@ -1,0 +1,146 @@
+"""Folder-per-class trees (`train/angry/*.jpg`, `CK+48/anger/*.png`) and the shared image reader."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from interpret.data.crop import crop_face, detect_face
+from interpret.data.faceset import ABSENT, FaceSet
+from interpret.errors import InterpretError, located
+from interpret.facs import CKPLUS_EMOTIONS
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
+
+#: Lower-cased class-folder names -> canonical emotion names (CKPLUS_EMOTIONS spelling).
+CLASS_ALIASES = {
+    "neutral": "neutral", "neutrality": "neutral",
+    "anger": "anger", "angry": "anger",
+    "contempt": "contempt",
+    "disgust": "disgust", "disgusted": "disgust",
+    "fear": "fear", "fearful": "fear", "afraid": "fear",
+    "happy": "happy", "happiness": "happy", "joy": "happy",
+    "sadness": "sadness", "sad": "sadness",
+    "surprise": "surprise", "surprised": "surprise",
+}
+
+# CK+48 file names keep CK+'s subject / sequence / frame.
+_CKPLUS_NAME = re.compile(r"(S\d+)_(\d+)_(\d+)")
+
+
+def read_grey(path) -> np.ndarray:
+    """Read any image OpenCV knows as (H, W) uint8 grey; colour is converted, 16-bit scaled."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise located(path, f"cannot read image ({exc.strerror or exc})") from None
+    if data.size == 0:
+        raise located(path, "image file is empty")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        image = None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if image is None or image.size == 0:
+        raise located(path, "unreadable or truncated image")
+    return image
+
+
+def canonical_class(name: str) -> str:
+    """'angry' -> 'anger', 'Happiness' -> 'happy'; names not known are returned unchanged."""
+    return CLASS_ALIASES.get(name.strip().lower(), name)
+
+
+def class_order(names) -> tuple[str, ...]:
+    """Canonical emotions in CK+ order first, then other class names sorted."""
+    names = set(names)
+    known = [n for n in CKPLUS_EMOTIONS if n in names]
+    return tuple(known + sorted(names - set(known)))
+
+
+def crop_haar(image: np.ndarray, size: int) -> np.ndarray | None:
+    """The largest Haar-detected face cut and resized to size x size, or None without a face."""
+    box = detect_face(image)
+    if box is None:
+        return None
+    top, left, bottom, right = box
+    return crop_face(image[top:bottom, left:right], None, size)[0]
+
+
+def read_folders(root, size: int = 99, crop: str = "none", progress: bool = False) -> FaceSet:
+    """Read a folder-per-class tree: every image's parent folder is its class.
+
+    `root/anger/x.png` gives class 'anger'; `root/train/angry/x.jpg` gives class 'anger' and
+    partition 'train' (the top-level folder is the partition whenever images sit two or more
+    levels down). Class names are normalised (angry -> anger, sad -> sadness, happiness ->
+    happy, ...); unknown names are kept as given. Images directly in `root`, and files that are
+    not images, are skipped with a reason. `crop`: 'none' resizes the whole image (data already
+    cropped, as FER and CK+48), 'haar' cuts OpenCV's face box and skips images without a face.
+    Identities: CK+48 names (`S010_004_00000017.png`) give subject S010, sequence S010/004 and
+    frame 17; any other image is its own subject.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise located(root, "no such folder")
+    if crop not in ("none", "haar"):
+        raise InterpretError(f"crop must be 'none' or 'haar', got {crop!r}")
+    skipped: list[tuple[str, str]] = []
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            skipped.append((str(path), "not an image"))
+        elif len(rel.parts) < 2:
+            skipped.append((str(path), "image outside a class folder"))
+        else:
+            entries.append((path, rel))
+    if not entries:
+        raise located(root, "no images in class folders (expected ROOT/CLASS/IMAGE or ROOT/SPLIT/CLASS/IMAGE)")
+    classes = class_order(canonical_class(rel.parts[-2]) for _, rel in entries)
+    index = {name: i for i, name in enumerate(classes)}
+    images, subject, sequence, frame, emotion, paths, partition = ([] for _ in range(7))
+    for path, rel in tqdm(entries, desc="images", unit="img", disable=not progress):
+        image = read_grey(path)
+        if crop == "haar":
+            crop_image = crop_haar(image, size)
+            if crop_image is None:
+                skipped.append((str(path), "no face found"))
+                continue
+        else:
+            crop_image = crop_face(image, None, size)[0]
+        match = _CKPLUS_NAME.fullmatch(path.stem)
+        if match:
+            subj, seq, number = match.group(1), f"{match.group(1)}/{int(match.group(2)):03d}", int(match.group(3))
+        else:
+            subj = seq = rel.with_suffix("").as_posix()
+            number = 1
+        images.append(crop_image)
+        subject.append(subj)
+        sequence.append(seq)
+        frame.append(number)
+        emotion.append(index[canonical_class(rel.parts[-2])])
+        paths.append(str(path))
+        partition.append(rel.parts[0] if len(rel.parts) >= 3 else "")
+    n = len(images)
+    return FaceSet(
+        images=np.stack(images) if n else np.zeros((0, size, size), np.uint8),
+        landmarks=None,
+        subject=np.array(subject, dtype=str),
+        sequence=np.array(sequence, dtype=str),
+        frame=np.array(frame, dtype=np.int64),
+        emotion=np.array(emotion, dtype=np.int64),
+        au_intensity=np.full((n, 0), ABSENT, dtype=np.int8),
+        paths=np.array(paths, dtype=str),
+        emotions=classes,
+        au_codes=np.zeros(0, dtype=np.int64),
+        source="folders",
+        skipped=skipped,
+        partition=np.array(partition, dtype=str) if any(partition) else None,
+    )

@@ -1,0 +1,164 @@
+"""Run directories: checkpoints that load with `weights_only=True`, and `load_run`.
+
+A run is rebuilt from `config.json` alone: the data spec, protocol, split and architecture
+recorded there regenerate the exact dataset (in one fixed order) that training used.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from interpret.data import load_faceset
+from interpret.data.faceset import FaceSet, UNLABELLED
+from interpret.data.protocols import apply_protocol
+from interpret.data.splits import assign_split
+from interpret.data.transforms import evaluate
+from interpret.errors import InterpretError, located
+from interpret.io import atomic_path, write_json
+from interpret.models import build_model
+
+
+def save_checkpoint(path, model: torch.nn.Module, meta: dict) -> None:
+    """Write ``{"state_dict", "meta"}`` atomically; `meta` must hold plain types only."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
+
+
+def load_checkpoint(path) -> dict:
+    """Load a checkpoint with `weights_only=True`; pickled code or objects are refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise located(path, "checkpoint not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise located(path, f"refusing to load: the checkpoint holds pickled code or objects ({first})") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise located(path, f"not a readable torch checkpoint ({type(err).__name__})") from None
+    if not isinstance(blob, dict) or "state_dict" not in blob:
+        raise located(path, "not an interpret checkpoint (no 'state_dict')")
+    return blob
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InterpretError("--device cuda asked for, but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise InterpretError(f"--device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def run_faceset(config: dict) -> FaceSet:
+    """The protocol-applied FaceSet a run's config describes."""
+    data = dict(config["data"])
+    spec = data.pop("spec")
+    return apply_protocol(load_faceset(spec, size=config["size"], **data), config["protocol"])
+
+
+def run_split(faceset: FaceSet, config: dict) -> np.ndarray:
+    split = config["split"]
+    return assign_split(faceset.subject, kind=split["kind"], folds=split["folds"], fold=split["fold"],
+                        seed=split["seed"])
+
+
+def class_targets(faceset: FaceSet, classes) -> np.ndarray:
+    """Class index per row (into `classes`), -1 where a row has no emotion label."""
+    lookup = {faceset.emotions.index(name): i for i, name in enumerate(classes)}
+    return np.array([lookup.get(int(e), -1) if e != UNLABELLED else -1 for e in faceset.emotion])
+
+
+class RunDataset(torch.utils.data.Dataset):
+    """A run's protocol-applied data, all subjects, one fixed order (the cache uses it too).
+
+    Item i: dict with `image` (1, 96, 96) evaluation-transform tensor, `emotion` (class index or
+    -1), `aus` (A,) uint8 presence, `subject`, `sequence`, `frame`, `split`, `index`.
+    """
+
+    def __init__(self, faceset: FaceSet, split: np.ndarray, classes):
+        self.faceset = faceset
+        self.split = split
+        self.classes = list(classes)
+        self.targets = class_targets(faceset, classes)
+        self.au_presence = faceset.au_present.astype(np.uint8)
+        self._pixels = torch.from_numpy(faceset.images)
+
+    def __len__(self) -> int:
+        return len(self.faceset)
+
+    def images(self, start: int, stop: int) -> torch.Tensor:
+        """Evaluation-transform batch of rows start..stop-1, (B, 1, 96, 96) float32."""
+        return evaluate(self._pixels[start:stop])
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i = i % len(self)
+        fs = self.faceset
+        return {
+            "image": self.images(i, i + 1)[0],
+            "emotion": int(self.targets[i]),
+            "aus": torch.from_numpy(self.au_presence[i]),
+            "subject": str(fs.subject[i]),
+            "sequence": str(fs.sequence[i]),
+            "frame": int(fs.frame[i]),
+            "split": str(self.split[i]),
+            "index": i,
+        }
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    model: torch.nn.Module
+    dataset: RunDataset
+    device: torch.device
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.pt"
+
+
+def read_config(path) -> dict:
+    path = Path(path)
+    config_file = path / "config.json"
+    if not path.is_dir():
+        raise located(path, "run directory not found")
+    if not config_file.is_file():
+        raise located(config_file, "missing: not a run directory (train one with `interpret train`)")
+    try:
+        return json.loads(config_file.read_text())
+    except json.JSONDecodeError as err:
+        raise located(config_file, f"malformed JSON ({err.msg})", err.lineno) from None
+
+
+def write_config(path, config: dict) -> None:
+    write_json(Path(path) / "config.json", config)
+
+
+def load_run(path, device: str = "cpu") -> Run:
+    """Rebuild a run's model (eval mode, on `device`) and dataset from its directory."""
+    path = Path(path)
+    config = read_config(path)
+    blob = load_checkpoint(path / "model.pt")
+    model = build_model(config["arch"], len(config["classes"]))
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as err:
+        raise located(path / "model.pt", f"weights do not fit architecture {config['arch']!r} "
+                      f"({str(err).splitlines()[0]})") from None
+    torch_device = resolve_device(device)
+    model.to(torch_device).eval()
+    faceset = run_faceset(config)
+    dataset = RunDataset(faceset, run_split(faceset, config), config["classes"])
+    return Run(path=path, config=config, model=model, dataset=dataset, device=torch_device)
