@@ -29,7 +29,7 @@ CLASS_ALIASES = {
 }
 
 # CK+48 file names keep CK+'s subject / sequence / frame.
-_CKPLUS_NAME = re.compile(r"(S\d+)_(\d+)_(\d+)")
+_CKPLUS_NAME = re.compile(r"(S\d+)_\d+_(\d+)")
 
 
 def read_grey(path) -> np.ndarray:
@@ -83,8 +83,9 @@ def read_folders(root, size: int = 99, crop: str = "none", progress: bool = Fals
     happy, ...); unknown names are kept as given. Images directly in `root`, and files that are
     not images, are skipped with a reason. `crop`: 'none' resizes the whole image (data already
     cropped, as FER and CK+48), 'haar' cuts OpenCV's face box and skips images without a face.
-    Identities: CK+48 names (`S010_004_00000017.png`) give subject S010, sequence S010/004 and
-    frame 17; any other image is its own subject.
+    Every image is a still (its own sequence). CK+48 names (`S010_004_00000017.png`) give
+    subject S010 and frame 17, so subject-grouped splits keep a person's images together; any
+    other image is its own subject.
     """
     root = Path(root)
     if not root.is_dir():
@@ -95,7 +96,9 @@ def read_folders(root, size: int = 99, crop: str = "none", progress: bool = Fals
     entries = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
-        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+        if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
+            skipped.append((str(path), "hidden or system file"))
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append((str(path), "not an image"))
         elif len(rel.parts) < 2:
             skipped.append((str(path), "image outside a class folder"))
@@ -116,15 +119,10 @@ def read_folders(root, size: int = 99, crop: str = "none", progress: bool = Fals
         else:
             crop_image = crop_face(image, None, size)[0]
         match = _CKPLUS_NAME.fullmatch(path.stem)
-        if match:
-            subj, seq, number = match.group(1), f"{match.group(1)}/{int(match.group(2)):03d}", int(match.group(3))
-        else:
-            subj = seq = rel.with_suffix("").as_posix()
-            number = 1
         images.append(crop_image)
-        subject.append(subj)
-        sequence.append(seq)
-        frame.append(number)
+        subject.append(match.group(1) if match else rel.with_suffix("").as_posix())
+        sequence.append(rel.with_suffix("").as_posix())
+        frame.append(int(match.group(2)) if match else 1)
         emotion.append(index[canonical_class(rel.parts[-2])])
         paths.append(str(path))
         partition.append(rel.parts[0] if len(rel.parts) >= 3 else "")
