@@ -1,0 +1,514 @@
+"""Which conv map detects an action unit: the paper's distance, its permutation null, and checks.
+
+Zhu, Fan & Yuan (2019, eqs. 8–15; REFERENCE §1): for AU j and map i, S = images with the AU,
+S^c = images without it, R_1 ≥ … ≥ R_n and Q_1 ≥ … ≥ Q_n the n largest per-image maxima of
+map i over S and S^c, and
+
+    D_ij = Σ_k (R_k − Q_k) · log((R_k + ε) / (Q_k + ε)).
+
+ε (not in the paper; ReLU maxima are often exactly 0) is `EPSILON_FRACTION` times the median
+of the layer's positive per-image maxima: it scales with the layer, so D is unit-free up to a
+factor (D(λR, λQ; λε) = λ D(R, Q; ε)), it caps the log-ratio of a zero against a typical
+activation at log(1 + 1/0.01) ≈ 4.6, every term stays ≥ 0, and an all-zero map against an
+all-zero map gives exactly 0. When a set has fewer than n images, only the first
+min(n, |S|, |S^c|) pairs are summed. Maps are numbered from 0.
+
+Beyond the paper (`au_statistics`): a sequence-level permutation null (family-wise p for the
+best map, per-map p with Benjamini–Hochberg q), AUROC of every map over all images, the AU
+co-occurrence table and the best map re-scored with the most co-occurring AU held out, and the
+winner's stability over subject bootstraps. `au_map` adds deconvolution localization, writes
+``RUN/aumap/`` and draws the paper-style figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from interpret import stats
+from interpret.errors import InterpretError
+from interpret.facs import au_name, parse_au_list, region_mask
+from interpret.io import atomic_path, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+#: ε = EPSILON_FRACTION × median positive per-image maximum of the layer.
+EPSILON_FRACTION = 0.01
+#: Elements per working array in the vectorised top-n (bounds memory to tens of MB).
+_BUDGET = 1 << 22
+
+
+def epsilon_for(maxima) -> float:
+    """The ε of a layer: 1% of the median of its positive per-image maxima (1.0 if none)."""
+    maxima = np.asarray(maxima)
+    positive = maxima[maxima > 0]
+    return EPSILON_FRACTION * float(np.median(positive)) if positive.size else 1.0
+
+
+def pair_distance(top_in, top_out, epsilon: float) -> np.ndarray:
+    """Σ_k (R_k − Q_k) log((R_k + ε)/(Q_k + ε)) over the last axis; NaN (missing) pairs are skipped."""
+    terms = (top_in - top_out) * (np.log(top_in + epsilon) - np.log(top_out + epsilon))
+    return np.nansum(terms, axis=-1)
+
+
+class RankedMaps:
+    """Each map's per-image maxima sorted once (descending); sets are then read off that order.
+
+    `distances` scores many sets at once (a batch of permuted or bootstrap-weighted labels)
+    by looking only at the first M positions of each map's order, M grown until every set's
+    top n lies inside it.
+    """
+
+    def __init__(self, maxima):
+        maxima = np.asarray(maxima, dtype=np.float64)
+        if maxima.ndim != 2:
+            raise ValueError(f"maxima must be (N, C), got {maxima.shape}")
+        order = np.argsort(-maxima, axis=0, kind="stable")
+        self.order = np.ascontiguousarray(order.T)  # (C, N)
+        self.values = np.ascontiguousarray(np.take_along_axis(maxima, order, axis=0).T)
+        self.n_maps, self.n_images = self.order.shape
+
+    def top(self, weights, n: int) -> np.ndarray:
+        """(B, C, n) n largest members per map of the weighted sets `weights` (B, N) ints; NaN-padded.
+
+        Starts at depth M ≈ 2n / (smallest set share) and redoes, twice as deep, only the sets
+        whose top n did not fit.
+        """
+        weights = np.asarray(weights)
+        weights = weights.astype(np.uint8 if weights.max(initial=0) < 256 else np.int32)
+        B, N = weights.shape
+        need = np.minimum(weights.sum(axis=1, dtype=np.int64), n)
+        out = np.empty((B, self.n_maps, n))
+        todo = np.arange(B)
+        share = weights.astype(bool).mean(axis=1) if N else np.ones(B)
+        floor = share[share > 0].min() if (share > 0).any() else 1.0
+        depth = min(N, int(np.ceil(2 * n / floor)) + n)
+        while todo.size:
+            step = max(1, _BUDGET // (self.n_maps * depth))
+            short = []
+            for s in range(0, todo.size, step):
+                rows = todo[s:s + step]
+                gathered = weights[rows][:, self.order[:, :depth]]
+                top, found = stats.top_n_weighted(self.values[:, :depth], gathered, n)
+                ok = (found >= need[rows, None]).all(axis=1) | (depth == N)
+                out[rows[ok]] = top[ok]
+                short.append(rows[~ok])
+            todo = np.concatenate(short)
+            depth = min(N, 2 * depth)
+        return out
+
+    def distances(self, inside, outside, n: int, epsilon: float) -> np.ndarray:
+        """(B, C) paper distance of each map for B pairs of weighted sets (B, N) each."""
+        return pair_distance(self.top(inside, n), self.top(outside, n), epsilon)
+
+
+def au_distance(maxima, present, n: int = 9, epsilon: float | None = None) -> np.ndarray:
+    """(C,) the paper's distance of every map for one AU presence vector (N,)."""
+    maxima = np.asarray(maxima, dtype=np.float64)
+    present = np.asarray(present, dtype=bool)
+    eps = epsilon_for(maxima) if epsilon is None else epsilon
+    inside = present[None].astype(np.int64)
+    return RankedMaps(maxima).distances(inside, 1 - inside, n, eps)[0]
+
+
+def sequence_structure(sequence, aus, frame):
+    """How AU labels attach to sequences, for the sequence-level permutation.
+
+    Returns (seq_index (N,), seq_aus (S, A) bool: OR over each sequence's frames, carrier (N,)
+    bool: frames that carry their sequence's AUs). Carriers are frames with any AU; in a
+    sequence with none, every frame but its first (the neutral one in the paper's protocol),
+    or its only frame. Assumes a sequence's labelled frames share one AU vector, as the CK+
+    protocols give (every labelled frame carries the peak-frame AUs).
+    """
+    present = np.asarray(aus).astype(bool)
+    frame = np.asarray(frame)
+    _, seq_index = np.unique(np.asarray(sequence).astype(str), return_inverse=True)
+    n_seq = int(seq_index.max()) + 1 if len(seq_index) else 0
+    seq_aus = np.zeros((n_seq, present.shape[1]), dtype=bool)
+    np.logical_or.at(seq_aus, seq_index, present)
+    first = np.full(n_seq, np.iinfo(np.int64).max)
+    np.minimum.at(first, seq_index, frame.astype(np.int64))
+    sizes = np.bincount(seq_index, minlength=n_seq)
+    unlabelled = ~seq_aus.any(axis=1)[seq_index]
+    carrier = present.any(axis=1) | (unlabelled & ((frame != first[seq_index]) | (sizes[seq_index] == 1)))
+    return seq_index, seq_aus, carrier
+
+
+def permuted_labels(seq_labels, seq_index, carrier, perms) -> np.ndarray:
+    """(P, N) uint8: sequence s's carrier frames get the label of sequence perms[p, s]."""
+    return (np.asarray(seq_labels, dtype=bool)[perms][:, seq_index] & carrier).astype(np.uint8)
+
+
+def cooccurrence(aus) -> tuple[np.ndarray, np.ndarray]:
+    """Image-level AU co-occurrence: counts (A, A) and P(column AU | row AU) (A, A)."""
+    present = np.asarray(aus).astype(np.int64)
+    counts = present.T @ present
+    diag = np.diag(counts).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conditional = np.where(diag[:, None] > 0, counts / diag[:, None], np.nan)
+    return counts, conditional
+
+
+def _rank_of(values, index) -> int:
+    """1-based rank of values[index] (largest = 1)."""
+    return int((np.asarray(values) > values[index]).sum()) + 1
+
+
+def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int = 9,
+                  permutations: int = 1000, bootstrap: int = 200, seed: int = 0,
+                  layer: int | None = None) -> dict[str, dict]:
+    """Distance, ranking, permutation null, AUROC, confound and stability for each AU in `codes`.
+
+    Plain arrays: maxima (N, C) per-image maxima, aus (N, A) presence with columns `au_codes`,
+    sequence / frame / subject (N,); `layer` is only recorded. Each AU draws from its own
+    seeded streams ([seed, AU]), so AU1 gives the same numbers alone or within `--au all`.
+    """
+    maxima = np.asarray(maxima, dtype=np.float64)
+    present_all = np.asarray(aus).astype(bool)
+    au_codes = [int(a) for a in au_codes]
+    ranked = RankedMaps(maxima)
+    eps = epsilon_for(maxima)
+    seq_index, seq_aus, carrier = sequence_structure(sequence, present_all, frame)
+    _, subject_index = np.unique(np.asarray(subject).astype(str), return_inverse=True)
+    counts, conditional = cooccurrence(present_all)
+    union = np.diag(counts)[:, None] + np.diag(counts)[None, :] - counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jaccard = np.where(union > 0, counts / union, 0.0)
+    results = {}
+    for code in codes:
+        a = au_codes.index(int(code))
+        present = present_all[:, a]
+        n_present = int(present.sum())
+        if n_present == 0 or n_present == len(present):
+            raise InterpretError(f"{au_name(code)} is present in {n_present} of {len(present)} cached "
+                                 "images; the distance needs images with and without it")
+        inside = present[None].astype(np.int64)
+        top_in, top_out = ranked.top(inside, n)[0], ranked.top(1 - inside, n)[0]
+        distance = pair_distance(top_in, top_out, eps)
+        higher = np.nansum(top_in - top_out, axis=-1) > 0  # D is blind to the direction
+        best = int(np.argmax(distance))
+        order = np.argsort(-distance, kind="stable")
+
+        rng_perm = np.random.default_rng([seed, int(code), 0])
+        perms = stats.permutations(len(seq_aus), permutations, rng_perm)
+        null = np.empty((permutations, ranked.n_maps))
+        step = max(1, _BUDGET // max(1, len(present)))
+        for s in range(0, permutations, step):
+            labels = permuted_labels(seq_aus[:, a], seq_index, carrier, perms[s:s + step])
+            null[s:s + step] = ranked.distances(labels, 1 - labels, n, eps)
+        null_max = null.max(axis=1) if permutations else np.zeros(0)
+        p_map = stats.permutation_pvalues(distance, null)
+        p_family = float(stats.permutation_pvalues(distance[best], null_max))
+
+        auroc = stats.auroc(maxima, present)
+
+        rng_boot = np.random.default_rng([seed, int(code), 1])
+        weights = stats.cluster_bootstrap_weights(subject_index, bootstrap, rng_boot)
+        boot = ranked.distances(weights * present, weights * ~present, n, eps) if bootstrap else None
+        winners = np.bincount(boot.argmax(axis=1), minlength=ranked.n_maps) if bootstrap else None
+
+        others = [b for b in range(len(au_codes)) if b != a and counts[a, b] > 0]
+        others.sort(key=lambda b: (-jaccard[a, b], -counts[a, b]))
+        held = _held_out(ranked, present_all, au_codes, a, others, best, n, eps)
+
+        results[au_name(code)] = {
+            "au": au_name(code),
+            "au_code": int(code),
+            "layer": layer,
+            "n": int(n),
+            "epsilon": eps,
+            "epsilon_rule": f"{EPSILON_FRACTION} x median positive per-image maximum of the layer",
+            "n_present": n_present,
+            "n_absent": int(len(present) - n_present),
+            "n_sequences_present": int(seq_aus[:, a].sum()),
+            "n_sequences": int(len(seq_aus)),
+            "distance": distance.tolist(),
+            "best_map": best,
+            "best_direction": "higher with the AU" if higher[best] else "lower with the AU",
+            "ranking": [{"map": int(i), "distance": float(distance[i])} for i in order[:10]],
+            "permutations": int(permutations),
+            "permutation_unit": "sequence",
+            "p_family": p_family,
+            "null_max_95": float(np.quantile(null_max, 0.95)) if permutations else None,
+            "p_map": p_map.tolist(),
+            "q_map": stats.benjamini_hochberg(p_map).tolist(),
+            "auroc": auroc.tolist(),
+            "best_auroc": float(auroc[best]),
+            "cooccurrence": {
+                "counts": {au_name(au_codes[b]): int(counts[a, b]) for b in others},
+                "p_other_given_au": {au_name(au_codes[b]): float(conditional[a, b]) for b in others},
+                "jaccard": {au_name(au_codes[b]): float(jaccard[a, b]) for b in others},
+            },
+            **held,
+            "bootstrap": int(bootstrap),
+            "stability": float(winners[best] / bootstrap) if bootstrap else None,
+            "stability_winners": ([{"map": int(i), "share": float(winners[i] / bootstrap)}
+                                   for i in np.argsort(-winners, kind="stable")[:5] if winners[i]]
+                                  if bootstrap else []),
+            "seed": int(seed),
+        }
+    return results
+
+
+def _held_out(ranked, present_all, au_codes, a, others, best, n, eps) -> dict:
+    """The best map re-scored without the most co-occurring AU B (by Jaccard), and B without this AU.
+
+    B is the first of `others` that leaves at least n images on each side (images with B
+    dropped from S and S^c); "B without this AU" is reported where it too has n a side.
+    """
+    A = present_all[:, a]
+    for b in others:
+        B = present_all[:, b]
+        if min(int((A & ~B).sum()), int((~A & ~B).sum())) < n:
+            continue
+        sides = [(A & ~B, ~A & ~B)]
+        reverse = min(int((B & ~A).sum()), int((~B & ~A).sum())) >= n
+        if reverse:
+            sides.append((B & ~A, ~B & ~A))
+        inside = np.stack([s[0] for s in sides]).astype(np.int64)
+        outside = np.stack([s[1] for s in sides]).astype(np.int64)
+        scores = ranked.distances(inside, outside, n, eps)
+        held = scores[0]
+        return {
+            "held_out_au": int(au_codes[b]),
+            "distance_held_out": float(held[best]),
+            "rank_held_out": _rank_of(held, best),
+            "best_map_held_out": int(np.argmax(held)),
+            "other_au_without_this": ({"distance": float(scores[1][best]), "rank": _rank_of(scores[1], best),
+                                       "best_map": int(np.argmax(scores[1]))} if reverse else None),
+        }
+    return {"held_out_au": None, "distance_held_out": None, "rank_held_out": None,
+            "best_map_held_out": None, "other_au_without_this": None}
+
+
+def localization(projection, image_index, rf_box, landmarks, au: int, crop_size: int) -> dict:
+    """How much of a map's deconvolution energy falls in the AU's region, against area.
+
+    projection (k, H, W) of images `image_index` (k,) in network-input coordinates (the centre
+    H×W of the crop_size² crop, whose `landmarks` (N, 68, 2) are given); rf_box (k, 4) (top,
+    left, bottom, right), bottom/right exclusive. energy_share = Σ|P|·mask / Σ|P| over all k;
+    area_share = each image's mask area fraction weighted by its energy the same way; ratio =
+    energy_share / area_share; rf_share = Σ |box ∩ mask| / Σ |box|. Undefined shares (no
+    energy, empty boxes) are None.
+    """
+    projection = np.abs(np.asarray(projection, dtype=np.float64))
+    k, H, W = projection.shape
+    o = (crop_size - H) // 2
+    masks = np.stack([region_mask(landmarks[int(i)], au, (crop_size, crop_size))[o:o + H, o:o + W]
+                      for i in np.asarray(image_index)])
+    energy = projection.sum(axis=(1, 2))
+    total = energy.sum()
+    area = masks.mean(axis=(1, 2))
+    energy_share = float((projection * masks).sum() / total) if total > 0 else None
+    area_share = float((energy * area).sum() / total) if total > 0 else float(area.mean())
+    box_in = box_area = 0
+    for mask, (top, left, bottom, right) in zip(masks, np.asarray(rf_box, dtype=np.int64)):
+        top, left = max(top, 0), max(left, 0)
+        bottom, right = min(bottom, H), min(right, W)
+        box_in += int(mask[top:bottom, left:right].sum())
+        box_area += max(0, bottom - top) * max(0, right - left)
+    return {
+        "energy_share": energy_share,
+        "area_share": area_share,
+        "ratio": energy_share / area_share if energy_share is not None and area_share > 0 else None,
+        "rf_share": box_in / box_area if box_area else None,
+        "k": int(k),
+    }
+
+
+def au_map(run, aus="1", layer: int = 3, n: int = 9, permutations: int = 1000, bootstrap: int = 200,
+           seed: int = 0) -> dict[str, dict]:
+    """`interpret au-map`: score every map of `layer` for each AU in `aus`, write ``RUN/aumap/``.
+
+    With 'all', AUs present in no cached image (or in every one) are skipped with a warning;
+    naming such an AU is an error. Writes ``AUxx.json``, ``AUxx_distance.png``, ``AUxx_best.png``
+    per AU, merges the AUs into ``distances.csv`` and writes the image-level ``cooccurrence.csv``.
+    Returns the JSON dicts by AU.
+    """
+    cache = _load_cache(run, layer)
+    text = aus if isinstance(aus, str) else ",".join(str(a) for a in aus)
+    codes = parse_au_list(text, cache["au_codes"])
+    if text.strip().lower() == "all":
+        per_au = np.asarray(cache["aus"]).astype(bool).sum(axis=0)
+        count = dict(zip(cache["au_codes"].tolist(), per_au.tolist()))
+        usable = [c for c in codes if 0 < count[c] < len(cache["max"])]
+        if len(usable) < len(codes):
+            log.warning("au-map: skipping %s (present in no cached image or in all of them)",
+                        ", ".join(au_name(c) for c in codes if c not in usable))
+        if not usable:
+            raise InterpretError(f"{run.path}: no AU is present in some but not all cached images")
+        codes = usable
+    faceset = run.dataset.faceset
+    if len(faceset.images) != len(cache["max"]):
+        raise InterpretError(f"{run.path}: activation cache has {len(cache['max'])} images, the run's "
+                             f"data {len(faceset.images)}; rebuild the cache")
+    results = au_statistics(cache["max"], cache["aus"], cache["au_codes"], cache["sequence"],
+                            cache["frame"], cache["subject"], codes, n=n, permutations=permutations,
+                            bootstrap=bootstrap, seed=seed, layer=int(layer))
+    out = Path(run.path) / "aumap"
+    deconvs = _deconvolve(run, layer, sorted({res["best_map"] for res in results.values()}), n)
+    for name, res in results.items():
+        deconv = deconvs[res["best_map"]]
+        res["localization"] = _localize(deconv, faceset, res["au_code"])
+        write_json(out / f"{name}.json", res)
+        plot_distance(out / f"{name}_distance.png", res)
+        plot_best(out / f"{name}_best.png", res, deconv, faceset)
+    write_distances(out / "distances.csv", results.values())
+    write_cooccurrence(out / "cooccurrence.csv", cache["aus"], cache["au_codes"])
+    return results
+
+
+def _load_cache(run, layer: int) -> dict:
+    """The arrays of the run's activation cache (`interpret.cache.open_cache`, built if missing)."""
+    from interpret.cache import open_cache
+
+    cache = open_cache(run, layer)
+    names = ("max", "aus", "au_codes", "subject", "sequence", "frame")
+    return {name: np.asarray(getattr(cache, name)) for name in names}
+
+
+def _deconvolve(run, layer: int, maps: list[int], k: int) -> dict[int, dict]:
+    """Top-k deconvolutions of each map (one `interpret.deconv.deconvolve_top` call), by map."""
+    from interpret.deconv import deconvolve_top
+
+    result = deconvolve_top(run, layer, k, maps=maps)
+    keys = ("projection", "image_index", "rf_box")
+    return {int(m): {key: np.asarray(result[key])[i] for key in keys} for i, m in enumerate(result["maps"])}
+
+
+def _localize(deconv: dict, faceset, au: int) -> dict:
+    if faceset.landmarks is None:
+        return {"note": "the data has no landmarks, so no AU region"}
+    try:
+        return localization(deconv["projection"], deconv["image_index"], deconv["rf_box"],
+                            faceset.landmarks, au, faceset.images.shape[-1])
+    except InterpretError as err:
+        return {"note": str(err)}
+
+
+def write_distances(path, results) -> None:
+    """Merge rows (au, layer, n, epsilon, map_0..) into the CSV at `path`, one row per (AU, layer)."""
+    path = Path(path)
+    rows = {}
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                rows[(row["au"], row["layer"])] = row
+    for res in results:
+        row = {"au": res["au"], "layer": str(res["layer"]), "n": str(res["n"]),
+               "epsilon": repr(res["epsilon"])}
+        row.update({f"map_{i}": repr(float(d)) for i, d in enumerate(res["distance"])})
+        rows[(row["au"], row["layer"])] = row
+    width = max(sum(1 for key in row if key.startswith("map_")) for row in rows.values())
+    header = ["au", "layer", "n", "epsilon"] + [f"map_{i}" for i in range(width)]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header, restval="")
+            writer.writeheader()
+            for key in sorted(rows, key=lambda k: (int(k[0][2:]), int(k[1]))):
+                writer.writerow({h: rows[key].get(h, "") for h in header})
+
+
+def write_cooccurrence(path, aus, au_codes) -> None:
+    """CSV of the image-level AU co-occurrence: rows au, other, count, p_other_given_au."""
+    counts, conditional = cooccurrence(aus)
+    names = [au_name(a) for a in au_codes]
+    lines = ["au,other,count,p_other_given_au"]
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            p = "" if np.isnan(conditional[i, j]) else f"{conditional[i, j]:.6g}"
+            lines.append(f"{a},{b},{int(counts[i, j])},{p}")
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def plot_distance(path, res: dict) -> None:
+    """Paper Figure 5 style: D over map index, the best map marked, the family-wise 5% line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    distance = np.asarray(res["distance"])
+    best = res["best_map"]
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.bar(np.arange(len(distance)), distance, width=1.0, color="0.55")
+    ax.bar([best], [distance[best]], width=1.0, color="tab:red")
+    ax.annotate(f"map {best}", (best, distance[best]), textcoords="offset points", xytext=(4, 2),
+                color="tab:red", fontsize=9)
+    if res.get("null_max_95") is not None:
+        ax.axhline(res["null_max_95"], color="tab:blue", ls="--", lw=1,
+                   label="95% of permutation max (family-wise 5%)")
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+    ax.set_xlim(-1, len(distance))
+    ax.set_xlabel(f"conv{res['layer']} map (from 0)")
+    ax.set_ylabel("distance D")
+    ax.set_title(f"{res['au']}: best map {best}, D = {distance[best]:.3g}, "
+                 f"p_family = {res['p_family']:.3g}, AUROC = {res['best_auroc']:.2f}", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def plot_best(path, res: dict, deconv: dict, faceset) -> None:
+    """Paper Figure 6 style: the best map's top deconvolutions over the images with the AU region."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    projection = np.asarray(deconv["projection"], dtype=np.float64)
+    k, H, W = projection.shape
+    o = (faceset.images.shape[-1] - H) // 2
+    fig, axes = plt.subplots(2, k, figsize=(1.4 * k, 3.2), squeeze=False)
+    for j in range(k):
+        idx = int(deconv["image_index"][j])
+        p = projection[j]
+        span = p.max() - p.min()
+        axes[0, j].imshow((p - p.min()) / span if span > 0 else p, cmap="gray")
+        axes[1, j].imshow(faceset.images[idx][o:o + H, o:o + W], cmap="gray", vmin=0, vmax=255)
+        if faceset.landmarks is not None:
+            try:
+                mask = region_mask(faceset.landmarks[idx], res["au_code"], faceset.images.shape[1:])
+                axes[1, j].contour(mask[o:o + H, o:o + W], levels=[0.5], colors="tab:red", linewidths=1)
+            except InterpretError:
+                pass
+        top, left, bottom, right = np.asarray(deconv["rf_box"][j], dtype=float)
+        axes[1, j].add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
+                                       fill=False, color="yellow", lw=1))
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, j].set_title(f"#{idx}", fontsize=7)
+    axes[0, 0].set_ylabel("deconv", fontsize=8)
+    axes[1, 0].set_ylabel("image, region", fontsize=8)
+    loc = res.get("localization") or {}
+    extra = f", energy in region x{loc['ratio']:.2f} of area" if loc.get("ratio") is not None else ""
+    fig.suptitle(f"{res['au']}: conv{res['layer']} map {res['best_map']}{extra}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def format_table(results: dict) -> str:
+    """Plain-text table for the CLI: best map, D, p-values, AUROC, stability, held-out check per AU."""
+    head = (f"{'AU':<5} {'map':>4} {'dir':>3} {'D':>9} {'p_family':>8} {'q_map':>7} {'AUROC':>6} "
+            f"{'stable':>6}  held out")
+    lines = [head]
+    for res in results.values():
+        best = res["best_map"]
+        stability = "-" if res.get("stability") is None else f"{res['stability']:.2f}"
+        held = "-"
+        if res.get("held_out_au") is not None:
+            held = (f"{au_name(res['held_out_au'])}: D={res['distance_held_out']:.3g} "
+                    f"(rank {res['rank_held_out']})")
+        sign = "+" if res["best_direction"].startswith("higher") else "-"
+        lines.append(f"{res['au']:<5} {best:>4} {sign:>3} {res['distance'][best]:>9.4g} "
+                     f"{res['p_family']:>8.3g} "
+                     f"{res['q_map'][best]:>7.3g} {res['best_auroc']:>6.3f} {stability:>6}  {held}")
+    return "\n".join(lines)
