@@ -37,7 +37,8 @@ from skimage.metrics import structural_similarity  # noqa: E402
 from interpret import stats  # noqa: E402
 from interpret.errors import InterpretError, located  # noqa: E402
 from interpret.io import atomic_path, sha256_file, write_json  # noqa: E402
-from interpret.models import build_model, receptive_field  # noqa: E402
+from interpret.deconv import rf_boxes  # noqa: E402
+from interpret.models import build_model  # noqa: E402
 
 RULES = ("deconvnet", "gradient", "guided")
 RULE_LABELS = {"deconvnet": "deconvnet", "gradient": "gradient", "guided": "guided backprop"}
@@ -120,13 +121,6 @@ def _seeds_from_cache(run, layer: int):
     return maps, cache.max[best, maps].astype(np.float64), best, cache.argmax[best, maps]
 
 
-def rf_box(model, layer: int, y: int, x: int, side: int = 96) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) of a unit's receptive field clipped to the image, bottom/right exclusive."""
-    size, stride, offset = receptive_field(model, layer)
-    top, left = stride * y + offset, stride * x + offset
-    return max(top, 0), max(left, 0), min(top + size, side), min(left + size, side)
-
-
 def _unit(a: np.ndarray) -> np.ndarray:
     peak = float(a.max())
     return a / peak if peak > 0 else np.zeros_like(a)
@@ -194,7 +188,7 @@ def run_sanity(run, layer: int = 3, seed: int = 0, n_seeds: int = 32) -> dict:
     index = [s["image_index"] for s in seeds]
     images = torch.cat([run.dataset.images(i, i + 1) for i in index]).to(run.device)
     seed_tensor = torch.tensor([[s["map"], s["y"], s["x"]] for s in seeds], dtype=torch.long, device=run.device)
-    boxes = [rf_box(model, layer, s["y"], s["x"], images.shape[-1]) for s in seeds]
+    boxes = rf_boxes(model, layer, np.array([[s["y"], s["x"]] for s in seeds]), images.shape[-1]).tolist()
     for s, box in zip(seeds, boxes):
         s["rf_box"] = list(box)
     edges = [sobel(images[i, 0].cpu().numpy().astype(np.float64))[t:b, l:r]

@@ -167,3 +167,24 @@ def faceset_from_sequences(sequences, au_codes, emotions, source: str, size: int
         source=source,
         skipped=list(skipped or []),
     )
+
+
+def stills_faceset(images, subject, sequence, emotion, paths, emotions, source: str, size: int,
+                   skipped=None, partition=None, frame=None) -> FaceSet:
+    """A FaceSet of still images (no landmarks, no AUs): FER, JAFFE, folder trees."""
+    n = len(images)
+    return FaceSet(
+        images=np.stack(images) if n else np.zeros((0, size, size), np.uint8),
+        landmarks=None,
+        subject=np.array(subject, dtype=str),
+        sequence=np.array(sequence, dtype=str),
+        frame=np.ones(n, dtype=np.int64) if frame is None else np.array(frame, dtype=np.int64),
+        emotion=np.array(emotion, dtype=np.int64),
+        au_intensity=np.full((n, 0), ABSENT, dtype=np.int8),
+        paths=np.array(paths, dtype=str),
+        emotions=tuple(emotions),
+        au_codes=np.zeros(0, dtype=np.int64),
+        source=source,
+        skipped=list(skipped or []),
+        partition=None if partition is None else np.asarray(partition, dtype=str),
+    )

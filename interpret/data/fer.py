@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from interpret.data.crop import crop_face
-from interpret.data.faceset import ABSENT, FaceSet
+from interpret.data.faceset import FaceSet, stills_faceset
 from interpret.errors import InterpretError, located
 from interpret.io import atomic_path
 
@@ -86,25 +86,8 @@ def _fer2013_rows(path: Path, progress: bool):
 
 
 def _faceset(images48, labels, usage, names, paths, emotions, source, size, skipped) -> FaceSet:
-    n = len(images48)
-    crops = np.stack([crop_face(image, None, size)[0] for image in images48]) if n else \
-        np.zeros((0, size, size), np.uint8)
-    names = np.array(names, dtype=str)
-    return FaceSet(
-        images=crops,
-        landmarks=None,
-        subject=names,
-        sequence=names.copy(),
-        frame=np.ones(n, dtype=np.int64),
-        emotion=np.asarray(labels, dtype=np.int64),
-        au_intensity=np.full((n, 0), ABSENT, dtype=np.int8),
-        paths=np.array(paths, dtype=str),
-        emotions=emotions,
-        au_codes=np.zeros(0, dtype=np.int64),
-        source=source,
-        skipped=skipped,
-        partition=np.asarray(usage, dtype=str),
-    )
+    crops = [crop_face(image, None, size)[0] for image in images48]
+    return stills_faceset(crops, names, names, labels, paths, emotions, source, size, skipped, partition=usage)
 
 
 def read_fer2013(csv_path, size: int = 99, progress: bool = False) -> FaceSet:

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from interpret.data.crop import crop_face, detect_face
-from interpret.data.faceset import ABSENT, FaceSet
+from interpret.data.faceset import FaceSet, stills_faceset
 from interpret.errors import InterpretError, located
 from interpret.facs import CKPLUS_EMOTIONS
 
@@ -126,19 +126,5 @@ def read_folders(root, size: int = 99, crop: str = "none", progress: bool = Fals
         emotion.append(index[canonical_class(rel.parts[-2])])
         paths.append(str(path))
         partition.append(rel.parts[0] if len(rel.parts) >= 3 else "")
-    n = len(images)
-    return FaceSet(
-        images=np.stack(images) if n else np.zeros((0, size, size), np.uint8),
-        landmarks=None,
-        subject=np.array(subject, dtype=str),
-        sequence=np.array(sequence, dtype=str),
-        frame=np.array(frame, dtype=np.int64),
-        emotion=np.array(emotion, dtype=np.int64),
-        au_intensity=np.full((n, 0), ABSENT, dtype=np.int8),
-        paths=np.array(paths, dtype=str),
-        emotions=classes,
-        au_codes=np.zeros(0, dtype=np.int64),
-        source="folders",
-        skipped=skipped,
-        partition=np.array(partition, dtype=str) if any(partition) else None,
-    )
+    return stills_faceset(images, subject, sequence, emotion, paths, classes, "folders", size, skipped,
+                          partition=partition if any(partition) else None, frame=frame)

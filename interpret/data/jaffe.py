@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from interpret.data.faceset import ABSENT, FaceSet
+from interpret.data.faceset import FaceSet, stills_faceset
 from interpret.data.folders import crop_haar, read_grey
 from interpret.errors import located
 
@@ -52,18 +51,4 @@ def read_jaffe(root, size: int = 99, progress: bool = False) -> FaceSet:
         sequence.append(path.name.rsplit(".", 1)[0])
         emotion.append(JAFFE_EMOTIONS.index(name))
         paths.append(str(path))
-    n = len(images)
-    return FaceSet(
-        images=np.stack(images) if n else np.zeros((0, size, size), np.uint8),
-        landmarks=None,
-        subject=np.array(subject, dtype=str),
-        sequence=np.array(sequence, dtype=str),
-        frame=np.ones(n, dtype=np.int64),
-        emotion=np.array(emotion, dtype=np.int64),
-        au_intensity=np.full((n, 0), ABSENT, dtype=np.int8),
-        paths=np.array(paths, dtype=str),
-        emotions=JAFFE_EMOTIONS,
-        au_codes=np.zeros(0, dtype=np.int64),
-        source="jaffe",
-        skipped=skipped,
-    )
+    return stills_faceset(images, subject, sequence, emotion, paths, JAFFE_EMOTIONS, "jaffe", size, skipped)
