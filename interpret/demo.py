@@ -18,7 +18,8 @@ DEMO_SEED = 0
 
 
 def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SUBJECTS,
-             epochs: int = DEMO_EPOCHS, permutations: int = 1000, seed: int = DEMO_SEED) -> Path:
+             epochs: int = DEMO_EPOCHS, folds: int = 10, permutations: int = 1000,
+             seed: int = DEMO_SEED) -> Path:
     """Synthesise, train, cache conv3, deconvolve all maps, map every planted AU, sanity-check,
     and write the report; returns the report's index.html."""
     from interpret.aumap import au_map
@@ -40,7 +41,7 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
         return result
 
     timed("train", train, data="synthetic", out=out, arch="zhu2019", recipe="fast", epochs=epochs,
-          folds=10, fold=0, split="kfold", protocol="auto", subjects=subjects, seed=seed, device=device)
+          folds=folds, fold=0, split="kfold", protocol="auto", subjects=subjects, seed=seed, device=device)
     run = timed("load", load_run, out, device=device)
     timed("cache", build_cache, run, layer=3)
     timed("deconv", run_deconv, run, layer=3, top=9, maps="all")
