@@ -1,0 +1,435 @@
+"""Training: recipes, a device-resident epoch loop, early stopping, resumable run directories.
+
+The whole uint8 dataset lives on the training device; each batch is gathered, augmented
+(`transforms.augment`, one affine resampling) and fed channels_last; on CUDA under bf16
+autocast. Loss and correct counts accumulate on the device and are read once per epoch (on
+CUDA the progress bar also reads them every `SYNC_EVERY` steps), so steps do not wait on the
+host. A seed fixes model init, dropout, shuffling and augmentation: the same seed on CPU
+gives the same weights and metrics, and a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from interpret import __version__
+from interpret.data.faceset import FaceSet
+from interpret.data.protocols import is_sequence_data
+from interpret.data.transforms import augment, evaluate
+from interpret.errors import InterpretError
+from interpret.io import atomic_path, write_json, write_text
+from interpret.metrics import classification_report
+from interpret.models import ARCHITECTURES, build_model
+from interpret.plots import plot_confusion, plot_curves
+from interpret.runs import class_targets, resolve_device, run_faceset, run_split, save_checkpoint, write_config
+
+CHECKPOINT = "checkpoint.pt"
+#: On CUDA the progress bar reads the running loss/accuracy every this many steps.
+SYNC_EVERY = 50
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every hyper-parameter of a training recipe (all recorded in config.json).
+
+    `lr` is the constant rate (schedule 'constant') or the peak of the one-cycle schedule:
+    linear warm-up from ~0 over a `warmup` fraction of the steps (the He-initialised network
+    starts with large logits, and its first steps overshoot at the paper's lr already), then
+    cosine decay to lr * `final_lr_ratio` at the last step of the `epochs` budget.
+    `momentum` is SGD's momentum or AdamW's beta1 (beta2 0.999); `weight_decay` is SGD's L2
+    term or AdamW's decoupled decay.
+    """
+
+    name: str
+    optimizer: str
+    lr: float
+    schedule: str
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    patience: int
+    warmup: float
+    final_lr_ratio: float
+    augmentation: str = "paper"
+    selection: str = "best validation accuracy (ties: lower validation loss)"
+
+
+RECIPES = {
+    # REFERENCE §1: SGD momentum 0.9, weight decay 1e-4, constant lr 1e-3, batch 64, "until convergence".
+    "paper": Recipe("paper", "sgd", 1e-3, "constant", 0.9, False, 1e-4, 64, epochs=60, patience=10,
+                    warmup=0.0, final_lr_ratio=1.0),
+    # Same model, data and augmentation. AdamW's per-weight step size copes with the hot He init
+    # (initial logits std ~6) that makes SGD overshoot; warm-up, then cosine decay; batch 16
+    # gives 4x the steps per epoch, which the small CK+-sized sets need (measured: faster fit).
+    "fast": Recipe("fast", "adamw", 1e-4, "onecycle", 0.9, False, 1e-2, 16, epochs=20, patience=8,
+                   warmup=0.15, final_lr_ratio=0.01),
+}
+
+
+def get_recipe(name: str, epochs: int | None = None) -> Recipe:
+    if name not in RECIPES:
+        raise InterpretError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    recipe = RECIPES[name]
+    return recipe if epochs is None else replace(recipe, epochs=int(epochs))
+
+
+def learning_rate(recipe: Recipe, step: int, total_steps: int) -> float:
+    """The recipe's learning rate at optimizer step `step` (0-based) of `total_steps`."""
+    if recipe.schedule == "constant":
+        return recipe.lr
+    if recipe.schedule != "onecycle":
+        raise ValueError(f"unknown schedule {recipe.schedule!r}")
+    warm = max(1, round(recipe.warmup * total_steps))
+    if step < warm:
+        return recipe.lr * (step + 1) / (warm + 1)
+    progress = min(1.0, (step - warm) / max(1, total_steps - 1 - warm))
+    return recipe.lr * (recipe.final_lr_ratio + (1 - recipe.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
+    fused = device.type == "cuda"
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                               nesterov=recipe.nesterov, weight_decay=recipe.weight_decay, fused=fused or None)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(recipe.momentum, 0.999),
+                                 weight_decay=recipe.weight_decay, fused=fused or None)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, nothing (fp32) elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                targets: torch.Tensor, generator: torch.Generator, batch_size: int,
+                lr_at: Callable[[int], float] | None = None, first_step: int = 0,
+                bar=None) -> tuple[float, float]:
+    """One pass over `images` ((N, S, S) uint8 on the training device) in a random order.
+
+    Each batch is augmented on the device with `generator`; `lr_at(step)` sets the learning
+    rate before every step. Returns the mean training loss and accuracy (one host read).
+    """
+    device = images.device
+    n = len(images)
+    model.train()
+    order = torch.randperm(n, generator=generator, device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    sync_every = 1 if device.type == "cpu" else SYNC_EVERY
+    for step, start in enumerate(range(0, n, batch_size)):
+        if lr_at is not None:
+            lr = lr_at(first_step + step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        index = order[start:start + batch_size]
+        x = augment(images[index], generator).contiguous(memory_format=torch.channels_last)
+        y = targets[index]
+        with autocast(device):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(index)
+        loss_sum += loss.detach() * len(index)
+        correct += (logits.detach().argmax(1) == y).sum()
+        if bar is not None:
+            bar.update(1)
+            if (step + 1) % sync_every == 0 or start + batch_size >= n:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+    return loss_sum.item() / n, correct.item() / n
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Float32 logits of the evaluation transform of (N, S, S) uint8 `images`, model in eval mode."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = evaluate(images[start:start + batch_size]).contiguous(memory_format=torch.channels_last)
+        with autocast(images.device):
+            out.append(model(x).float())
+    return torch.cat(out) if out else torch.zeros((0, 0), device=images.device)
+
+
+def score(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) as host floats."""
+    loss = F.cross_entropy(logits, targets)
+    acc = (logits.argmax(1) == targets).float().mean()
+    return float(loss), float(acc)
+
+
+# ---------------------------------------------------------------- config and data
+
+
+def make_config(data, arch: str, recipe: Recipe, folds: int, fold: int, split: str, protocol: str,
+                subjects: int, seed: int, data_seed: int, device: str) -> dict:
+    if arch not in ARCHITECTURES:
+        raise InterpretError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if str(data) == "synthetic":
+        data_spec = {"spec": "synthetic", "subjects": int(subjects), "seed": int(data_seed)}
+    else:
+        data_spec = {"spec": str(Path(data).expanduser().resolve())}
+    return {
+        "arch": arch,
+        "classes": None,
+        "data": data_spec,
+        "protocol": protocol,
+        "size": 99,
+        "split": {"kind": split, "folds": int(folds), "fold": int(fold), "seed": int(seed)},
+        "recipe": asdict(recipe),
+        "seed": int(seed),
+        "device": device,
+        "epochs_run": 0,
+        "package_version": __version__,
+    }
+
+
+def prepare(config: dict) -> tuple[FaceSet, np.ndarray, np.ndarray]:
+    """Load the run's data; fill in the resolved protocol and the classes. Returns the
+    protocol-applied FaceSet, its split per row and class index per row (-1: unlabelled)."""
+    faceset = run_faceset(config)
+    if config["protocol"] == "auto":
+        config["protocol"] = "paper" if is_sequence_data(faceset) else "frames"
+    split = run_split(faceset, config)
+    labelled = np.unique(faceset.emotion[faceset.emotion >= 0])
+    if len(labelled) < 2:
+        raise InterpretError(f"{config['data']['spec']}: training needs at least 2 emotion classes among "
+                             f"labelled images, found {len(labelled)}")
+    config["classes"] = [faceset.emotions[i] for i in labelled]
+    targets = class_targets(faceset, config["classes"])
+    for part in ("train", "val", "test"):
+        if not np.any((split == part) & (targets >= 0)):
+            raise InterpretError(f"{config['data']['spec']}: the {part} split holds no labelled images "
+                                 f"(split {config['split']}); use more subjects or fewer folds")
+    return faceset, split, targets
+
+
+def describe_split(faceset: FaceSet, split: np.ndarray, targets: np.ndarray, config: dict) -> dict:
+    """The split as metrics.json reports it, with image and subject counts of labelled rows."""
+    kind = config["split"]["kind"]
+    labelled = targets >= 0
+    subjects = {part: set(faceset.subject[(split == part) & labelled]) for part in ("train", "val", "test")}
+    out = dict(config["split"])
+    out["subject_grouped"] = kind == "kfold"
+    if kind == "kfold":
+        out["description"] = (f"subject-grouped {config['split']['folds']}-fold: fold {config['split']['fold']} "
+                              "is the test set, the next fold the validation set; no subject in two parts")
+    else:
+        out["description"] = ("paper split (subject-overlapping): random test and validation images; the same "
+                              "subjects and near-duplicate frames appear in train and test, so accuracy is "
+                              "optimistic")
+    out["test_subjects_also_in_train"] = len(subjects["test"] & subjects["train"])
+    out["counts"] = {part: {"images": int(((split == part) & labelled).sum()), "subjects": len(subjects[part])}
+                     for part in ("train", "val", "test")}
+    out["counts"]["unlabelled_images_not_trained"] = int((~labelled).sum())
+    return out
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("epochs_run", "classes")}
+
+
+def _snapshot(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _write_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _read_checkpoint(path: Path, config: dict, device: torch.device) -> dict | None:
+    """The saved training state if `path` holds one for the same config, else None."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # an unreadable/foreign file is not resumed from, never trusted
+        tqdm.write(f"ignoring {path}: not a loadable training checkpoint ({type(err).__name__})", file=sys.stderr)
+        return None
+    if not isinstance(state, dict) or _comparable(state.get("config", {})) != _comparable(config):
+        tqdm.write(f"ignoring {path}: it belongs to a different configuration; starting afresh", file=sys.stderr)
+        return None
+    return state
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str = "fast", epochs: int | None = None,
+          folds: int = 10, fold: int = 0, split: str = "kfold", protocol: str = "auto", subjects: int = 40,
+          seed: int = 0, device: str = "auto", data_seed: int | None = None, compile_model: bool = False,
+          progress: bool = True, checkpoint_every: float = 30.0,
+          on_epoch_end: Callable[[int, dict], None] | None = None) -> Path:
+    """Train `arch` on `data` and write the run directory `out`; returns its path.
+
+    data: 'synthetic' (`subjects` identities generated with `data_seed`, default `seed`) or a
+    dataset path. Early stopping on the validation subjects keeps the best-validation weights;
+    the test split is scored once, at the end. `RUN/checkpoint.pt` is written after an epoch
+    (not the last) when `checkpoint_every` seconds have passed since the last one (0: every
+    epoch; the default spares sub-second GPU epochs ~0.5 GB writes each); a later
+    call with the same configuration resumes from it. `on_epoch_end(epoch, history_row)` is
+    called after each epoch (and its checkpoint). `compile_model` wraps the model in
+    `torch.compile` (off by default: compile time exceeds the gain on short runs).
+    """
+    out = Path(out)
+    torch_device = resolve_device(device)
+    chosen = get_recipe(recipe, epochs)
+    config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
+                         seed if data_seed is None else data_seed, torch_device.type)
+    faceset, split_of, targets = prepare(config)
+    classes = config["classes"]
+    train_rows = np.flatnonzero((split_of == "train") & (targets >= 0))
+    val_rows = np.flatnonzero((split_of == "val") & (targets >= 0))
+    test_rows = np.flatnonzero((split_of == "test") & (targets >= 0))
+
+    pixels = torch.from_numpy(faceset.images).to(torch_device)
+    labels = torch.from_numpy(targets).to(torch_device)
+
+    def part(rows):
+        index = torch.from_numpy(rows).to(torch_device)
+        return pixels[index], labels[index]
+
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = part(train_rows), part(val_rows), part(test_rows)
+    steps_per_epoch = math.ceil(len(train_rows) / chosen.batch_size)
+    total_steps = steps_per_epoch * chosen.epochs
+
+    cuda_devices = [torch_device] if torch_device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        if torch_device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        model = build_model(arch, len(classes)).to(torch_device, memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, chosen, torch_device)
+        generator = torch.Generator(device=torch_device)
+        generator.manual_seed(seed)
+        forward = torch.compile(model) if compile_model else model
+
+        history: list[dict] = []
+        best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf, "state_dict": _snapshot(model)}
+        bad_epochs, start_epoch = 0, 0
+        checkpoint_path = out / CHECKPOINT
+        saved = _read_checkpoint(checkpoint_path, config, torch_device)
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            generator.set_state(saved["generator"].cpu())
+            torch.set_rng_state(saved["cpu_rng"].cpu())
+            if cuda_devices and saved["cuda_rng"] is not None:
+                torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), torch_device)
+            history, best, bad_epochs = saved["history"], saved["best"], saved["bad_epochs"]
+            start_epoch = saved["epoch"]
+            tqdm.write(f"resuming {out} from its checkpoint after epoch {start_epoch}", file=sys.stderr)
+
+        last_saved = time.monotonic()
+        for epoch in range(start_epoch + 1, chosen.epochs + 1):
+            if bad_epochs >= chosen.patience:
+                if progress:
+                    tqdm.write(f"early stop: validation accuracy has not improved for {bad_epochs} epochs",
+                               file=sys.stderr)
+                break
+            began = time.perf_counter()
+            with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{chosen.epochs}", leave=False,
+                      disable=not progress, file=sys.stderr) as bar:
+                train_loss, train_acc = train_epoch(
+                    forward, optimizer, x_train, y_train, generator, chosen.batch_size,
+                    lr_at=lambda step: learning_rate(chosen, step, total_steps),
+                    first_step=(epoch - 1) * steps_per_epoch, bar=bar)
+            val_loss, val_acc = score(predict(forward, x_val), y_val)
+            row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                   "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - began}
+            history.append(row)
+            if val_acc > best["val_acc"] or (val_acc == best["val_acc"] and val_loss < best["val_loss"]):
+                best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, "state_dict": _snapshot(model)}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            if progress:
+                tqdm.write(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
+                           f"val loss {val_loss:.4f} acc {val_acc:.3f}  lr {row['lr']:.2e}  "
+                           f"{row['seconds']:.1f} s" + ("  *" if best["epoch"] == epoch else ""), file=sys.stderr)
+            if epoch < chosen.epochs and time.monotonic() - last_saved >= checkpoint_every:
+                _write_checkpoint(checkpoint_path, {
+                    "config": config, "epoch": epoch, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": {"schedule": chosen.schedule, "step": epoch * steps_per_epoch,
+                                  "total_steps": total_steps},
+                    "generator": generator.get_state(), "cpu_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(torch_device) if cuda_devices else None,
+                    "best": best, "bad_epochs": bad_epochs, "history": history})
+                last_saved = time.monotonic()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+
+        model.load_state_dict(best["state_dict"])
+        test_logits = predict(model, x_test)
+        test_loss, _ = score(test_logits, y_test)
+        predictions = test_logits.argmax(1).cpu().numpy()
+
+    config["epochs_run"] = len(history)
+    report = classification_report(targets[test_rows], predictions, targets[train_rows], classes)
+    metrics = {
+        "test_accuracy": report.pop("accuracy"),
+        "test_loss": test_loss,
+        **report,
+        "val_accuracy": best["val_acc"],
+        "best_epoch": best["epoch"],
+        "epochs_run": len(history),
+        "stopped_early": len(history) < chosen.epochs,
+        "protocol": config["protocol"],
+        "split": describe_split(faceset, split_of, targets, config),
+        "arch": arch,
+        "recipe": chosen.name,
+    }
+    save_checkpoint(out / "model.pt", model, {
+        "arch": arch, "classes": classes, "epoch": best["epoch"], "val_accuracy": best["val_acc"],
+        "package_version": __version__})
+    write_config(out, config)
+    write_history(out / "history.csv", history)
+    write_json(out / "metrics.json", metrics)
+    plot_curves(history, best["epoch"], out / "curves.png")
+    grouped = "subject-grouped" if metrics["split"]["subject_grouped"] else "subject-overlapping"
+    plot_confusion(report["confusion_matrix"], classes, out / "confusion.png",
+                   f"test ({grouped}), accuracy {metrics['test_accuracy']:.3f}")
+    checkpoint_path.unlink(missing_ok=True)
+    if progress:
+        tqdm.write(f"test accuracy {metrics['test_accuracy']:.3f} ({grouped}; majority baseline "
+                   f"{report['majority_baseline']['accuracy']:.3f}, chance {report['chance']:.3f}); "
+                   f"best epoch {best['epoch']} of {len(history)}", file=sys.stderr)
+    return out
+
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+def write_history(path, history: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(path, buffer.getvalue())

@@ -1,0 +1,85 @@
+"""Architectures: every layer's output shape, distinct non-inplace ReLUs, receptive fields."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from interpret.models import ARCHITECTURES, build_model, receptive_field, stage
+
+# (conv, relu, pool) output shapes per layer for a (2, 1, 96, 96) batch
+SHAPES = {
+    "zhu2019": [((2, 64, 96, 96), (2, 64, 48, 48)), ((2, 128, 48, 48), (2, 128, 24, 24)),
+                ((2, 256, 24, 24), (2, 256, 12, 12))],
+    "khorrami2015": [((2, 64, 96, 96), (2, 64, 48, 48)), ((2, 128, 48, 48), (2, 128, 24, 24)),
+                     ((2, 256, 24, 24), (2, 256, 2, 2))],
+}
+FC_IN = {"zhu2019": 36864, "khorrami2015": 1024}
+FC_OUT = {"zhu2019": 1024, "khorrami2015": 300}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_layer_shape(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, 7).eval()
+    x = torch.randn(2, 1, 96, 96)
+    assert model.n_layers == 3
+    for k, (conv_shape, pool_shape) in enumerate(SHAPES[arch], start=1):
+        st = stage(model, k)
+        conv = st.conv(x)
+        relu = st.relu(conv)
+        assert conv.shape == conv_shape and relu.shape == conv_shape
+        assert torch.all(relu >= 0) and torch.equal(relu, conv.clamp_min(0))
+        x = st.pool(relu)
+        assert x.shape == pool_shape
+    assert model.fc.in_features == FC_IN[arch] == x.flatten(1).shape[1]
+    assert model.fc.out_features == FC_OUT[arch]
+    assert isinstance(model.dropout, nn.Dropout) and model.dropout.p == 0.5
+    assert model(torch.randn(2, 1, 96, 96)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_relus_are_distinct_non_inplace_modules(arch):
+    model = build_model(arch, 7)
+    relus = [stage(model, k).relu for k in (1, 2, 3)] + [model.relu_fc]
+    assert all(type(r) is nn.ReLU and not r.inplace for r in relus)
+    assert len({id(r) for r in relus}) == 4
+    registered = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert len(registered) == 4
+
+
+def test_forward_uses_the_relu_modules():
+    """Deconvnet hooks live on the ReLU modules: the forward pass must call each of them."""
+    model = build_model("zhu2019", 7).eval()
+    called = []
+    for k in (1, 2, 3):
+        stage(model, k).relu.register_forward_hook(lambda m, i, o, k=k: called.append(k))
+    model(torch.randn(1, 1, 96, 96))
+    assert called == [1, 2, 3]
+
+
+def test_receptive_fields():
+    model = build_model("zhu2019", 7)
+    assert receptive_field(model, 3) == (32, 4, -14)
+    assert receptive_field(model, 1) == (5, 1, -2)
+    assert receptive_field(model, 2) == (14, 2, -6)
+
+
+def test_receptive_field_matches_gradient_support():
+    """The input pixels a relu3 unit depends on lie inside its stated receptive field."""
+    model = build_model("zhu2019", 2).eval()
+    size, stride, offset = receptive_field(model, 3)
+    x = torch.randn(1, 1, 96, 96, requires_grad=True)
+    y = stage(model, 3).conv(stage(model, 2).pool(stage(model, 2).relu(stage(model, 2).conv(
+        stage(model, 1).pool(stage(model, 1).relu(stage(model, 1).conv(x)))))))
+    uy, ux = 10, 7
+    y[0, :, uy, ux].sum().backward()
+    rows, cols = torch.nonzero(x.grad[0, 0].abs() > 0, as_tuple=True)
+    assert rows.min() >= stride * uy + offset and rows.max() <= stride * uy + offset + size - 1
+    assert cols.min() >= stride * ux + offset and cols.max() <= stride * ux + offset + size - 1
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model("vgg", 7)
