@@ -63,12 +63,14 @@ class ExpressionNet(nn.Module):
         The paper's "Gaussian, variance 1" explodes activations through three ReLU layers
         (std 1 on a 5x5x128 fan-in multiplies the scale by ~57 per layer); He init keeps the
         activation variance constant under ReLU, which is what "variance 1" is usually meant
-        to approximate.
+        to approximate. The output layer feeds a softmax, not a ReLU: it starts small (std 0.01)
+        so the initial logits are near zero and the first loss is log(classes), not ~5–10.
         """
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
+        nn.init.normal_(self.out.weight, std=0.01)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         for k in range(1, self.n_layers + 1):
