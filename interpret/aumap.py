@@ -237,6 +237,9 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
             "q_map": stats.benjamini_hochberg(p_map).tolist(),
             "auroc": auroc.tolist(),
             "best_auroc": float(auroc[best]),
+            "auroc_map": int(np.argmax(auroc)),
+            "auroc_map_auroc": float(auroc.max()),
+            "auroc_map_distance_rank": _rank_of(distance, int(np.argmax(auroc))),
             "cooccurrence": {
                 "counts": {au_name(au_codes[b]): int(counts[a, b]) for b in others},
                 "p_other_given_au": {au_name(au_codes[b]): float(conditional[a, b]) for b in others},
@@ -349,10 +352,12 @@ def au_map(run, aus="1", layer: int = 3, n: int = 9, permutations: int = 1000, b
                             cache["frame"], cache["subject"], codes, n=n, permutations=permutations,
                             bootstrap=bootstrap, seed=seed, layer=int(layer))
     out = Path(run.path) / "aumap"
-    deconvs = _deconvolve(run, layer, sorted({res["best_map"] for res in results.values()}), n)
+    maps = {res[key] for res in results.values() for key in ("best_map", "auroc_map")}
+    deconvs = _deconvolve(run, layer, sorted(maps), n)
     for name, res in results.items():
         deconv = deconvs[res["best_map"]]
         res["localization"] = _localize(deconv, faceset, res["au_code"])
+        res["auroc_map_localization"] = _localize(deconvs[res["auroc_map"]], faceset, res["au_code"])
         write_json(out / f"{name}.json", res)
         plot_distance(out / f"{name}_distance.png", res)
         plot_best(out / f"{name}_best.png", res, deconv, faceset)
@@ -496,9 +501,10 @@ def plot_best(path, res: dict, deconv: dict, faceset) -> None:
 
 
 def format_table(results: dict) -> str:
-    """Plain-text table for the CLI: best map, D, p-values, AUROC, stability, held-out check per AU."""
+    """Plain-text table for the CLI: best map, D, p-values, AUROC, stability, the map with the
+    highest AUROC (a scale-free alternative to D), held-out check per AU."""
     head = (f"{'AU':<5} {'map':>4} {'dir':>3} {'D':>9} {'p_family':>8} {'q_map':>7} {'AUROC':>6} "
-            f"{'stable':>6}  held out")
+            f"{'stable':>6} {'AUROC-best map':>15}  held out")
     lines = [head]
     for res in results.values():
         best = res["best_map"]
@@ -510,5 +516,6 @@ def format_table(results: dict) -> str:
         sign = "+" if res["best_direction"].startswith("higher") else "-"
         lines.append(f"{res['au']:<5} {best:>4} {sign:>3} {res['distance'][best]:>9.4g} "
                      f"{res['p_family']:>8.3g} "
-                     f"{res['q_map'][best]:>7.3g} {res['best_auroc']:>6.3f} {stability:>6}  {held}")
+                     f"{res['q_map'][best]:>7.3g} {res['best_auroc']:>6.3f} {stability:>6} "
+                     f"{res['auroc_map']:>6} ({res['auroc_map_auroc']:.3f})  {held}")
     return "\n".join(lines)

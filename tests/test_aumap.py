@@ -289,3 +289,21 @@ def test_au_map_all_skips_aus_without_images(tmp_path, monkeypatch):
     assert "note" in results["AU01"]["localization"]
     with pytest.raises(InterpretError, match="AU04"):
         aumap.au_map(run, "4", permutations=9, bootstrap=0)
+
+
+def test_auroc_map_is_scale_free_where_the_distance_is_not():
+    """A loud map that fires slightly *less* with the AU wins D; a quiet, clean detector wins AUROC."""
+    rng = np.random.default_rng(0)
+    n_img = 200
+    present = np.zeros(n_img, bool)
+    present[::2] = True
+    loud = rng.uniform(50, 100, n_img) - 10 * present
+    quiet = rng.uniform(0.0, 0.1, n_img) + 0.5 * present
+    noise = rng.uniform(0, 1, (n_img, 3))
+    maxima = np.column_stack([loud, quiet, noise])
+    res = aumap.au_statistics(maxima, present[:, None].astype(np.uint8), [1], np.arange(n_img).astype(str),
+                        np.ones(n_img, int), np.arange(n_img).astype(str), [1], permutations=0,
+                        bootstrap=0)["AU01"]
+    assert res["best_map"] == 0 and res["best_auroc"] < 0.5
+    assert res["auroc_map"] == 1 and res["auroc_map_auroc"] == 1.0
+    assert res["auroc_map_distance_rank"] > 1
