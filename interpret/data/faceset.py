@@ -93,7 +93,7 @@ class FaceSet:
             arr = np.ascontiguousarray(getattr(self, name))
             digest.update(name.encode())
             digest.update(str(arr.shape).encode())
-            digest.update(arr.astype(str).tobytes() if arr.dtype.kind in "OU" else arr.tobytes())
+            digest.update(arr.astype(str).tobytes() if arr.dtype.kind in "OU" else memoryview(arr).cast("B"))
         digest.update("|".join(self.emotions).encode())
         return digest.hexdigest()
 
