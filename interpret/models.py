@@ -1,18 +1,43 @@
-"""The registered architectures, built from one set of named blocks.
+"""The registered architectures.
 
-Every conv stage is `convK` -> `reluK` (its own non-inplace `nn.ReLU`: deconvnet rules and
-captum hook these modules) -> `poolK`. Layer K of any architecture is addressed by
-`stage(model, K)`.
+`ARCHITECTURES` maps a name to an `Architecture`: how to build it for n classes, the input it
+takes (`InputSpec`), and the layer numbers it declares as shorthands for module names
+(`--layer 3` = `relu3` for zhu2019). Other modules register their own with
+`register_architecture`.
+
+The paper's family (zhu2019, khorrami2015) is built from one set of named blocks: every conv
+stage is `convK` -> `reluK` (its own non-inplace `nn.ReLU`: deconvnet rules and captum hook
+these modules) -> `poolK`, addressed by `stage(model, K)`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
 
+from interpret.data.transforms import PAPER_INPUT, InputSpec
+
 INPUT_SIZE = 96
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered network: `build(n_classes)`, its input, its numbered layer shorthands."""
+
+    build: Callable[[int], nn.Module]
+    input: InputSpec
+    layers: dict[int, str] = field(default_factory=dict)
+    description: str = ""
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_architecture(name: str, architecture: Architecture) -> None:
+    ARCHITECTURES[name] = architecture
 
 
 @dataclass(frozen=True)
@@ -26,7 +51,7 @@ class ArchSpec:
     description: str
 
 
-ARCHITECTURES = {
+CONV_NETS = {
     "zhu2019": ArchSpec((64, 128, 256), 5, 2, 1024,
                         "Zhu, Fan, Yuan 2019: conv5x5 64/128/256, 2x2 max-pools, FC 1024, dropout 0.5"),
     "khorrami2015": ArchSpec((64, 128, 256), 5, 12, 300,
@@ -39,9 +64,9 @@ class ExpressionNet(nn.Module):
 
     def __init__(self, arch: str, n_classes: int):
         super().__init__()
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-        spec = ARCHITECTURES[arch]
+        if arch not in CONV_NETS:
+            raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(CONV_NETS)}")
+        spec = CONV_NETS[arch]
         self.arch = arch
         self.n_layers = len(spec.channels)
         in_channels, side = 1, INPUT_SIZE
@@ -96,8 +121,23 @@ def stage(model: nn.Module, layer: int) -> Stage:
     return Stage(getattr(model, f"conv{layer}"), getattr(model, f"relu{layer}"), getattr(model, f"pool{layer}"))
 
 
-def build_model(arch: str, n_classes: int) -> ExpressionNet:
-    return ExpressionNet(arch, n_classes)
+def build_model(arch: str, n_classes: int) -> nn.Module:
+    """A fresh network of a registered architecture; its `.arch` attribute names it."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    model = ARCHITECTURES[arch].build(n_classes)
+    model.arch = arch
+    return model
+
+
+def input_spec(arch: str) -> InputSpec:
+    return ARCHITECTURES[arch].input if arch in ARCHITECTURES else PAPER_INPUT
+
+
+for _name, _spec in CONV_NETS.items():
+    register_architecture(_name, Architecture(
+        build=lambda n, name=_name: ExpressionNet(name, n), input=PAPER_INPUT,
+        layers={k: f"relu{k}" for k in range(1, len(_spec.channels) + 1)}, description=_spec.description))
 
 
 def receptive_field(model: nn.Module, layer: int) -> tuple[int, int, int]:

@@ -18,10 +18,10 @@ from interpret.data import load_faceset
 from interpret.data.faceset import FaceSet, UNLABELLED
 from interpret.data.protocols import apply_protocol
 from interpret.data.splits import assign_split
-from interpret.data.transforms import evaluate
+from interpret.data.transforms import InputSpec, PAPER_INPUT, evaluate
 from interpret.errors import InterpretError, located
 from interpret.io import atomic_path, write_json
-from interpret.models import build_model
+from interpret.models import build_model, input_spec
 
 
 def save_checkpoint(path, model: torch.nn.Module, meta: dict) -> None:
@@ -80,12 +80,13 @@ def class_targets(faceset: FaceSet, classes) -> np.ndarray:
 class RunDataset(torch.utils.data.Dataset):
     """A run's protocol-applied data, all subjects, one fixed order (the cache uses it too).
 
-    Item i: dict with `image` (1, 96, 96) evaluation-transform tensor, `emotion` (class index or
+    Item i: dict with `image` (C, size, size) evaluation-transform tensor (the run's `InputSpec`), `emotion` (class index or
     -1), `aus` (A,) uint8 presence, `subject`, `sequence`, `frame`, `split`, `index`.
     """
 
-    def __init__(self, faceset: FaceSet, split: np.ndarray, classes):
+    def __init__(self, faceset: FaceSet, split: np.ndarray, classes, spec: InputSpec = PAPER_INPUT):
         self.faceset = faceset
+        self.spec = spec
         self.split = split
         self.classes = list(classes)
         self.targets = class_targets(faceset, classes)
@@ -96,8 +97,8 @@ class RunDataset(torch.utils.data.Dataset):
         return len(self.faceset)
 
     def images(self, start: int, stop: int) -> torch.Tensor:
-        """Evaluation-transform batch of rows start..stop-1, (B, 1, 96, 96) float32."""
-        return evaluate(self._pixels[start:stop])
+        """Evaluation-transform batch of rows start..stop-1, (B, C, size, size) float32."""
+        return evaluate(self._pixels[start:stop], self.spec)
 
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
@@ -146,6 +147,11 @@ def write_config(path, config: dict) -> None:
     write_json(Path(path) / "config.json", config)
 
 
+def run_input(config: dict) -> InputSpec:
+    """The input spec a run's config records (older configs: their architecture's)."""
+    return InputSpec.from_dict(config["input"]) if config.get("input") else input_spec(config["arch"])
+
+
 def load_run(path, device: str = "cpu") -> Run:
     """Rebuild a run's model (eval mode, on `device`) and dataset from its directory."""
     path = Path(path)
@@ -160,5 +166,5 @@ def load_run(path, device: str = "cpu") -> Run:
     torch_device = resolve_device(device)
     model.to(torch_device).eval()
     faceset = run_faceset(config)
-    dataset = RunDataset(faceset, run_split(faceset, config), config["classes"])
+    dataset = RunDataset(faceset, run_split(faceset, config), config["classes"], run_input(config))
     return Run(path=path, config=config, model=model, dataset=dataset, device=torch_device)

@@ -32,7 +32,7 @@ from interpret.data.transforms import augment, evaluate
 from interpret.errors import InterpretError
 from interpret.io import atomic_path, write_json, write_text
 from interpret.metrics import classification_report
-from interpret.models import ARCHITECTURES, build_model
+from interpret.models import ARCHITECTURES, build_model, input_spec
 from interpret.plots import plot_confusion, plot_curves
 from interpret.runs import class_targets, resolve_device, run_faceset, run_split, save_checkpoint, write_config
 
@@ -195,6 +195,7 @@ def make_config(data, arch: str, recipe: Recipe, folds: int, fold: int, split: s
         "data": data_spec,
         "protocol": protocol,
         "size": 99,
+        "input": input_spec(arch).to_dict(),
         "split": {"kind": split, "folds": int(folds), "fold": int(fold), "seed": int(seed)},
         "recipe": asdict(recipe),
         "seed": int(seed),

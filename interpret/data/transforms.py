@@ -9,12 +9,55 @@ same standardization — deterministic, no interpolation.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
 CROP = 96
 MAX_ROTATION = 15.0
+NORMALIZATIONS = ("standardize", "unit", "symmetric")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a network takes: the face crop is resized to `resize` (if it differs), its centre
+    `size` x `size` cut, replicated to `channels`, then normalized: 'standardize' (per image zero
+    mean, unit std), 'unit' (x / 255) or 'symmetric' (x / 127.5 - 1, Keras' [-1, 1])."""
+
+    size: int = CROP
+    channels: int = 1
+    normalize: str = "standardize"
+    resize: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "InputSpec":
+        """The spec a config records; configs from before specs existed mean the paper's input."""
+        return cls(**values) if values else PAPER_INPUT
+
+
+#: The paper's input: the centre 96x96 of the 99x99 face, grey, standardized.
+PAPER_INPUT = InputSpec()
+
+
+def normalize(x: torch.Tensor, how: str) -> torch.Tensor:
+    """Float pixels in [0, 255] -> network range, per `InputSpec.normalize`."""
+    if how == "standardize":
+        return standardize(x)
+    if how == "unit":
+        return x / 255.0
+    if how == "symmetric":
+        return x / 127.5 - 1.0
+    raise ValueError(f"unknown normalization {how!r}")
 
 
 def eval_offset(size: int) -> int:
@@ -30,11 +73,19 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def evaluate(images: torch.Tensor) -> torch.Tensor:
-    """(B, S, S) uint8 faces -> (B, 1, 96, 96) float32 network input (centre crop)."""
-    o = eval_offset(images.shape[-1])
-    crop = images[:, None, o:o + CROP, o:o + CROP].float()
-    return standardize(crop)
+def evaluate(images: torch.Tensor, spec: InputSpec = PAPER_INPUT) -> torch.Tensor:
+    """(B, S, S) uint8 faces -> (B, C, size, size) float32 network input: resize (area) if the
+    spec asks, centre crop, channel replication, normalization. The paper's spec is exactly the
+    centre 96x96 crop, standardized: no interpolation."""
+    x = images[:, None].float()
+    if spec.resize is not None and spec.resize != x.shape[-1]:
+        x = F.interpolate(x, size=(spec.resize, spec.resize), mode="area")
+    side = x.shape[-1]
+    if side < spec.size:
+        raise ValueError(f"faces of {side}x{side} are smaller than the network input {spec.size}x{spec.size}")
+    o = (side - spec.size) // 2
+    x = x[..., o:o + spec.size, o:o + spec.size]
+    return normalize(x, spec.normalize).expand(-1, spec.channels, -1, -1).contiguous()
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

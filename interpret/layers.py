@@ -1,0 +1,94 @@
+"""Layers by name: resolve `--layer`, capture a layer's output with hooks that are always removed.
+
+A layer is a module path as `model.named_modules()` spells it (`relu3`, `features.4`,
+`block2.act`). An architecture may declare numbered shorthands (`--layer 3` = `relu3` for
+zhu2019, see `interpret.models.Architecture.layers`). Hooks live only inside a `with` block
+(`retain`) and are removed in `finally`, also when the forward raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from interpret.errors import InterpretError
+
+
+def layer_shorthands(model: nn.Module) -> dict[int, str]:
+    """The numbered layers `model`'s registered architecture declares ({} if none)."""
+    from interpret.models import ARCHITECTURES
+
+    arch = ARCHITECTURES.get(getattr(model, "arch", None))
+    return dict(arch.layers) if arch is not None else {}
+
+
+def resolve_layer(model: nn.Module, layer) -> str:
+    """The module name `layer` denotes: a name from `named_modules()`, or a declared number."""
+    names = dict(model.named_modules())
+    text = str(layer).strip()
+    if text.isdigit():
+        shorthands = layer_shorthands(model)
+        if int(text) in shorthands:
+            return shorthands[int(text)]
+        declared = ", ".join(f"{k}={v}" for k, v in shorthands.items()) or "none"
+        raise InterpretError(f"--layer {text}: this architecture declares no layer {text} "
+                             f"(numbered layers: {declared}); give a module name (see `interpret layers`)")
+    if text and text in names:
+        return text
+    close = [name for name in names if name and text and text.split(".")[-1] in name][:8]
+    hint = f"; similar: {', '.join(close)}" if close else "; list them with `interpret layers`"
+    raise InterpretError(f"--layer {text!r}: no module of that name in the model{hint}")
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    return dict(model.named_modules())[resolve_layer(model, name)]
+
+
+class _Stop(Exception):
+    """Raised by a hook to end the forward once the last retained layer has run."""
+
+
+@contextlib.contextmanager
+def retain(model: nn.Module, names, stop: bool = False, detach: bool = True):
+    """Inside the block, `outputs[name]` holds each named layer's latest output.
+
+    With `stop=True` the forward is cut short after the last of `names` has run (use
+    `run_until`). Hooks are removed when the block exits, whatever happens in it.
+    """
+    names = [resolve_layer(model, name) for name in names]
+    modules = dict(model.named_modules())
+    outputs: dict[str, torch.Tensor] = {}
+    pending = set(names)
+    handles = []
+
+    def hook_for(name):
+        def hook(_module, _inputs, output):
+            outputs[name] = output.detach() if detach else output
+            pending.discard(name)
+            if stop and not pending:
+                raise _Stop
+
+        return hook
+
+    try:
+        for name in names:
+            handles.append(modules[name].register_forward_hook(hook_for(name)))
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def layer_output(model: nn.Module, layer, x: torch.Tensor, detach: bool = True) -> torch.Tensor:
+    """The output of `layer` for batch `x`; the forward stops there."""
+    name = resolve_layer(model, layer)
+    with retain(model, [name], stop=True, detach=detach) as outputs:
+        try:
+            model(x)
+        except _Stop:
+            pass
+    if name not in outputs:
+        raise InterpretError(f"--layer {name!r}: the module never ran in the forward pass")
+    return outputs[name]
