@@ -332,6 +332,9 @@ def au_map(run, aus="1", layer: int = 3, n: int = 9, permutations: int = 1000, b
     Returns the JSON dicts by AU.
     """
     cache = _load_cache(run, layer)
+    if len(cache["au_codes"]) == 0:
+        raise InterpretError(f"{run.path}: the run's data has no AU labels (its images carry emotion labels "
+                             "only); au-map needs AU-labelled data such as CK+ or the synthetic faces")
     text = aus if isinstance(aus, str) else ",".join(str(a) for a in aus)
     codes = parse_au_list(text, cache["au_codes"])
     if text.strip().lower() == "all":

@@ -21,6 +21,22 @@ app = typer.Typer(
 DATA_HELP = "'synthetic' (the embedded default) or a dataset path: CK+ tree, fer2013.csv, FER+ folder, JAFFE, folder per class"
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from interpret import __version__
+
+        typer.echo(f"interpret {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit"),
+):
+    """What has a facial-expression CNN learned, and does it match FACS action units?"""
+
+
 def command(name: str | None = None):
     """Register a command; an InterpretError becomes one line on stderr and exit code 1."""
 
@@ -87,15 +103,27 @@ def train(
     fold: int = typer.Option(0, min=0, help="Which fold is the test set"),
     split: str = typer.Option("kfold", help="kfold (subject-grouped) or paper (subject-overlapping)"),
     protocol: str = typer.Option("auto", help="auto, paper (all frames), khorrami (first + last 3) or frames"),
-    subjects: int = typer.Option(40, min=1, help="Identities, for --data synthetic"),
+    subjects: int = typer.Option(100, min=1, help="Identities, for --data synthetic (fewer do not generalise)"),
     seed: int = typer.Option(0, help="Seed fixing every random choice"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out and all it derived"),
+    crop: str = typer.Option("none", help="Folder data: none (images are faces) or haar (cut OpenCV's face box)"),
+    subject_from: Optional[str] = typer.Option(None, help="Folder data: regex on the relative path naming each "
+                                               "image's subject (first group), e.g. '^[^/]+/([A-Z]+\\d+)_'"),
 ):
     """Train a network; resumes from RUN/checkpoint.pt if an earlier run was interrupted."""
     from interpret.training import train as train_run
 
+    options = {}
+    if crop != "none" or subject_from:
+        from interpret.data import detect_format
+
+        if data == "synthetic" or detect_format(data) != "folders":
+            raise InterpretError(f"{data}: --crop and --subject-from apply to folder-per-class data only")
+        options = {"crop": crop, **({"subject_from": subject_from} if subject_from else {})}
     path = train_run(data=data, out=out, arch=arch, recipe=recipe, epochs=epochs, folds=folds, fold=fold,
-                     split=split, protocol=protocol, subjects=subjects, seed=seed, device=device)
+                     split=split, protocol=protocol, subjects=subjects, seed=seed, device=device,
+                     overwrite=overwrite, data_options=options)
     typer.echo(f"run written to {path}")
 
 
@@ -173,11 +201,13 @@ def report(
 
 @command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Run directory"),
+    out: Path = typer.Option(Path("runs/demo"), help="Run directory (a previous demo there is replaced)"),
     report_out: Optional[Path] = typer.Option(None, help="Report folder (default OUT/report)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    quick: bool = typer.Option(False, "--quick", help="A first look in about a minute: fewer faces and epochs"),
 ):
     """The whole pipeline on the synthetic default: synthesise, train, cache, deconvolve, map, check, report."""
     from interpret.demo import run_demo
 
-    typer.echo(str(run_demo(out, report_out=report_out, device=device)))
+    index = run_demo(out, report_out=report_out, device=device, quick=quick)
+    typer.echo(f"report: {index.resolve()}")

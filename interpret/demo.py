@@ -19,13 +19,18 @@ DEMO_SUBJECTS = 100
 DEMO_PROTOCOL = "khorrami"
 DEMO_EPOCHS = 8
 DEMO_SEED = 0
+#: `--quick`: a first look in about a minute (the accuracy is not worth reading).
+QUICK = {"subjects": 24, "epochs": 2, "folds": 6, "permutations": 200}
+#: Measured wall time on a 2-core CPU (BENCHMARKS.md), printed before the demo starts.
+EXPECTED = {False: "about 5 minutes", True: "about 1 minute"}
 
 
 def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SUBJECTS,
              epochs: int = DEMO_EPOCHS, folds: int = 10, protocol: str = DEMO_PROTOCOL,
-             permutations: int = 1000, seed: int = DEMO_SEED) -> Path:
+             permutations: int = 1000, seed: int = DEMO_SEED, quick: bool = False) -> Path:
     """Synthesise, train, cache conv3, deconvolve all maps, map every planted AU, sanity-check,
-    and write the report; returns the report's index.html."""
+    and write the report; returns the report's index.html. `quick` overrides the sizes with
+    `QUICK`. A previous run in `out` is replaced."""
     from interpret.aumap import au_map
     from interpret.cache import build_cache
     from interpret.deconv import run_deconv
@@ -35,6 +40,10 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
     from interpret.training import train
 
     out = Path(out)
+    if quick:
+        subjects, epochs, folds, permutations = (QUICK[k] for k in ("subjects", "epochs", "folds", "permutations"))
+    print(f"[demo] {subjects} synthetic identities, {epochs} epochs: {EXPECTED[quick]} on a 2-core CPU "
+          "(less with a GPU)", flush=True)
     timings: dict[str, float] = {}
 
     def timed(name, func, *args, **kwargs):
@@ -45,7 +54,8 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
         return result
 
     timed("train", train, data="synthetic", out=out, arch="zhu2019", recipe="fast", epochs=epochs,
-          folds=folds, fold=0, split="kfold", protocol=protocol, subjects=subjects, seed=seed, device=device)
+          folds=folds, fold=0, split="kfold", protocol=protocol, subjects=subjects, seed=seed, device=device,
+          overwrite=True)
     run = timed("load", load_run, out, device=device)
     timed("cache", build_cache, run, layer=3)
     timed("deconv", run_deconv, run, layer=3, top=9, maps="all")

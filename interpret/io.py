@@ -23,9 +23,18 @@ def atomic_path(path):
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, default_mode(tmp.is_dir()))  # mkstemp's 0600 would ignore the umask
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode `open()`/`mkdir()` would give a new file (0666) or folder (0777) under the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
 
 
 def write_text(path, text: str) -> None:

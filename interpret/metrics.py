@@ -47,3 +47,19 @@ def classification_report(targets: np.ndarray, predictions: np.ndarray, train_ta
         "confusion_matrix": confusion.tolist(),
         "classes": classes,
     }
+
+
+def subject_bootstrap_interval(correct: np.ndarray, subjects: np.ndarray, resamples: int = 2000,
+                               level: float = 0.95, seed: int = 0) -> list[float]:
+    """Percentile interval of accuracy when the test *subjects* are resampled with replacement
+    (images of one person are not independent). [nan, nan] without test images."""
+    from interpret.stats import cluster_bootstrap_weights
+
+    correct = np.asarray(correct, dtype=float)
+    if correct.size == 0:
+        return [float("nan"), float("nan")]
+    groups = np.unique(np.asarray(subjects), return_inverse=True)[1]
+    weights = cluster_bootstrap_weights(groups, resamples, np.random.default_rng(seed))
+    accuracy = (weights @ correct) / np.maximum(weights.sum(axis=1), 1)
+    tail = (1 - level) / 2
+    return [float(np.quantile(accuracy, tail)), float(np.quantile(accuracy, 1 - tail))]

@@ -20,6 +20,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
 import jinja2
 import matplotlib
 
@@ -29,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from interpret.errors import located  # noqa: E402
 from interpret.facs import AU_NAMES, au_name  # noqa: E402
+from interpret.io import default_mode  # noqa: E402
 from interpret.runs import read_config  # noqa: E402
 
 TEMPLATE = "report.html"
@@ -36,6 +38,10 @@ TEMPLATE = "report.html"
 BASELINE_MARGIN = 0.02
 #: Deconvolution sheets shown beside each AU (its best maps by distance).
 AU_BEST_MAPS = 3
+#: Widths (px) of what the page holds: gallery thumbnails, the sheet opened on click, the all-maps
+#: overview; JPEG keeps a 256-map report within ~15 MB (the run keeps the full-resolution PNGs).
+THUMB_WIDTH, FULL_WIDTH, OVERVIEW_WIDTH = 320, 1400, 2400
+JPEG_QUALITY = 85
 
 
 def _environment() -> jinja2.Environment:
@@ -47,7 +53,15 @@ def _environment() -> jinja2.Environment:
                        verdict_words={"similar": "stays similar (fails the check)", "partly": "changes partly",
                                       "changed": "changes (passes the check)"})
     env.filters["pct"] = lambda v: "n/a" if not _finite(v) else f"{100 * float(v):.1f}%"
+    env.filters["pval"] = _pval
     return env
+
+
+def _pval(value) -> str:
+    """A p-value for display: '< 0.001' below 0.001 (a permutation p is never exactly that small)."""
+    if not _finite(value):
+        return "n/a"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _finite(value) -> bool:
@@ -113,6 +127,22 @@ class _Assets:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         return f"img/{name}"
+
+    def thumbnail(self, source: Path, name: str, width: int = THUMB_WIDTH) -> str | None:
+        """A JPEG of `source` scaled down to `width` pixels (never up), for the page itself."""
+        image = cv2.imread(str(source), cv2.IMREAD_COLOR) if source.is_file() else None
+        if image is None:
+            return None
+        if image.shape[1] > width:
+            height = max(1, round(image.shape[0] * width / image.shape[1]))
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        target = (self.root / "img" / name).with_suffix(".jpg")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise located(source, "could not encode a thumbnail")
+        target.write_bytes(data.tobytes())
+        return f"img/{Path(name).with_suffix('.jpg').as_posix()}"
 
     def figure(self, fig, name: str) -> str:
         target = self.root / "img" / name
@@ -235,7 +265,8 @@ def _gallery(run: Path, layer: int, aumap: dict, assets: _Assets) -> dict:
         detectors.setdefault(res.get("best_map"), []).append(res["au"])
     items = []
     for index in sorted(sheets):
-        item = {"map": index, "image": assets.copy(sheets[index], f"maps/map_{index:03d}.png"),
+        item = {"map": index, "image": assets.thumbnail(sheets[index], f"maps/map_{index:03d}.jpg"),
+                "full": assets.thumbnail(sheets[index], f"maps/full/map_{index:03d}.jpg", FULL_WIDTH),
                 "au": None, "distance": None, "detector_of": detectors.get(index, [])}
         column = table[:, index] if len(names) and index < table.shape[1] else np.zeros(0)
         if column.size and np.nanmax(np.where(np.isfinite(column), column, -np.inf)) > 0:
@@ -246,8 +277,10 @@ def _gallery(run: Path, layer: int, aumap: dict, assets: _Assets) -> dict:
     return {
         "items": items,
         "au_options": [{"au": a, "count": sum(i["au"] == a for i in items)} for a in au_options],
-        "overview": assets.copy(run / "deconv" / f"conv{layer}_overview.png", "deconv_overview.png"),
+        "overview": assets.thumbnail(run / "deconv" / f"conv{layer}_overview.png", "deconv_overview.jpg",
+                                     OVERVIEW_WIDTH),
         "sheets": {i["map"]: i["image"] for i in items},
+        "full": {i["map"]: i["full"] for i in items},
     }
 
 
@@ -327,7 +360,8 @@ def build_context(run: Path, config: dict, assets: _Assets) -> dict:
         sanity["implications"].insert(1, "This network's test accuracy does not beat the majority baseline: weights "
                                          "that matter for a projection need not be weights that learned expressions.")
     for res in aumap["results"]:
-        res["top_sheets"] = [{"map": m, "image": gallery["sheets"].get(m)} for m in res["top_maps"]]
+        res["top_sheets"] = [{"map": m, "image": gallery["sheets"].get(m), "full": gallery["full"].get(m)}
+                             for m in res["top_maps"]]
     return {
         "title": f"interpret report: {run.name}",
         "run": str(run),
@@ -336,6 +370,9 @@ def build_context(run: Path, config: dict, assets: _Assets) -> dict:
         "overview": overview,
         "gallery": gallery,
         "has_distances": bool(aumap["names"]),
+        # runs from before the key existed may or may not have AU labels: only an empty list says none
+        "no_au_labels": config.get("au_codes") == [],
+        "data_source": config["data"]["spec"],
         "aumap": {"results": aumap["results"], "heatmap": aumap["heatmap"], "n_aus": len(aumap["names"])},
         "sanity": sanity,
     }
@@ -370,7 +407,7 @@ def write_report(run_path, out=None) -> Path:
         context = build_context(run, config, _Assets(built))
         html = _environment().get_template(TEMPLATE).render(**context)
         (built / "index.html").write_text(html, encoding="utf-8")
-        built.chmod(0o755)
+        built.chmod(default_mode(directory=True))
         _replace_folder(built, out)
     except BaseException:
         shutil.rmtree(built, ignore_errors=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,34 @@ def read_config(path) -> dict:
         return json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
         raise located(config_file, f"malformed JSON ({err.msg})", err.lineno) from None
+
+
+def claim_run_dir(out, overwrite: bool = False) -> None:
+    """Make `out` ready for a new training run.
+
+    An absent or empty folder is used as is; a folder holding only an interrupted run's
+    checkpoint is resumed by the trainer. A finished run is replaced only with `overwrite`
+    (its derived files -- caches, deconvolutions, au-map, sanity, report -- would otherwise
+    describe the old model), and a non-empty folder that is not a run is never deleted.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise located(out, "exists and is not a folder")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not entries or entries == ["checkpoint.pt"] or ("checkpoint.pt" in entries and "model.pt" not in entries):
+        return
+    if not (out / "config.json").is_file():
+        raise located(out, f"not empty and not a run directory ({', '.join(entries[:5])}"
+                           f"{', ...' if len(entries) > 5 else ''}); choose another --out")
+    if not overwrite:
+        raise located(out, f"already holds a finished run ({', '.join(entries[:6])}"
+                           f"{', ...' if len(entries) > 6 else ''}); pass --overwrite to replace it and "
+                           "everything derived from it, or choose another --out")
+    for entry in out.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def write_config(path, config: dict) -> None:

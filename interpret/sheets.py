@@ -3,7 +3,8 @@
 Display conventions: an image patch is the network's input (per-image standardized) shown as
 128 + 48 z, clipped; a projection is scaled symmetrically around grey, 128 + 127 p / max|p|
 per projection (zero is mid-grey, white positive, black negative). Tiles show the unit's whole
-receptive-field window; the part of it beyond the image border is painted dark blue.
+receptive-field window; the part of it beyond the image border (where the network sees zero
+padding) is painted dark blue. Patches always come before their deconvolutions, in the same order.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 OUTSIDE = (90, 40, 30)  # BGR
 GAP = 4
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: A sheet title at this scale stays readable when the sheet is shown 1400 px wide (shrunk only to fit).
+TITLE_HEIGHT, TITLE_SCALE = 30, 0.7
 
 
 def window(image: np.ndarray, top: int, left: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +69,9 @@ def map_sheet(patches: list[np.ndarray], projections: list[np.ndarray], title: s
     top = _row([_scaled(t, scale) for t in patches])
     bottom = _row([_scaled(t, scale) for t in projections])
     width = top.shape[1]
-    header = np.full((22, width, 3), 255, np.uint8)
-    cv2.putText(header, title, (2, 15), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    header = np.full((TITLE_HEIGHT, width, 3), 255, np.uint8)
+    scale = min(TITLE_SCALE, TITLE_SCALE * (width - 4) / max(1, cv2.getTextSize(title, FONT, TITLE_SCALE, 1)[0][0]))
+    cv2.putText(header, title, (2, TITLE_HEIGHT - 9), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
     gap = np.full((GAP, width, 3), 255, np.uint8)
     return np.concatenate([header, top, gap, bottom], axis=0)
 
@@ -84,11 +88,11 @@ def mosaic(tiles: list[np.ndarray]) -> np.ndarray:
 
 
 def overview_sheet(cells: list[tuple[str, np.ndarray, np.ndarray]], scale: int) -> np.ndarray:
-    """All maps on one sheet: per map its label, a mosaic of deconvolutions and one of patches
-    (as Zeiler–Fergus' Figure 2), laid out in a roughly square grid."""
+    """All maps on one sheet: per map its label, a mosaic of its patches and one of their
+    deconvolutions (patches first, as on every map sheet), in a roughly square grid."""
     blocks = []
     for label, projections, patches in cells:
-        pair = _row([_scaled(projections, scale), _scaled(patches, scale)])
+        pair = _row([_scaled(patches, scale), _scaled(projections, scale)])
         head = np.full((14, pair.shape[1], 3), 255, np.uint8)
         cv2.putText(head, label, (1, 11), FONT, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
         blocks.append(np.concatenate([head, pair], axis=0))

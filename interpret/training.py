@@ -14,7 +14,6 @@ import contextlib
 import csv
 import io
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from interpret.progress import progress_bar, say
 
 from interpret import __version__
 from interpret.data.faceset import FaceSet
@@ -31,10 +30,10 @@ from interpret.data.protocols import is_sequence_data
 from interpret.data.transforms import augment, evaluate
 from interpret.errors import InterpretError
 from interpret.io import atomic_path, write_json, write_text
-from interpret.metrics import classification_report
+from interpret.metrics import classification_report, subject_bootstrap_interval
 from interpret.models import ARCHITECTURES, build_model, input_spec
 from interpret.plots import plot_confusion, plot_curves
-from interpret.runs import class_targets, resolve_device, run_faceset, run_split, save_checkpoint, write_config
+from interpret.runs import claim_run_dir, class_targets, resolve_device, run_faceset, run_split, save_checkpoint, write_config
 
 CHECKPOINT = "checkpoint.pt"
 #: On CUDA the progress bar reads the running loss/accuracy every this many steps.
@@ -182,13 +181,13 @@ def score(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
 
 
 def make_config(data, arch: str, recipe: Recipe, folds: int, fold: int, split: str, protocol: str,
-                subjects: int, seed: int, data_seed: int, device: str) -> dict:
+                subjects: int, seed: int, data_seed: int, device: str, data_options: dict | None = None) -> dict:
     if arch not in ARCHITECTURES:
         raise InterpretError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if str(data) == "synthetic":
         data_spec = {"spec": "synthetic", "subjects": int(subjects), "seed": int(data_seed)}
     else:
-        data_spec = {"spec": str(Path(data).expanduser().resolve())}
+        data_spec = {"spec": str(Path(data).expanduser().resolve()), **(data_options or {})}
     return {
         "arch": arch,
         "classes": None,
@@ -217,12 +216,38 @@ def prepare(config: dict) -> tuple[FaceSet, np.ndarray, np.ndarray]:
         raise InterpretError(f"{config['data']['spec']}: training needs at least 2 emotion classes among "
                              f"labelled images, found {len(labelled)}")
     config["classes"] = [faceset.emotions[i] for i in labelled]
+    config["au_codes"] = [int(a) for a in faceset.au_codes]
     targets = class_targets(faceset, config["classes"])
     for part in ("train", "val", "test"):
         if not np.any((split == part) & (targets >= 0)):
             raise InterpretError(f"{config['data']['spec']}: the {part} split holds no labelled images "
                                  f"(split {config['split']}); use more subjects or fewer folds")
     return faceset, split, targets
+
+
+def numeric_environment(device: torch.device) -> dict:
+    """What bit-exact reproduction needs besides the seed: the same torch build, the same
+    thread count and the same CPU kernels (or GPU); any of these changes the summation order."""
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+
+
+#: A test split smaller than this gives an accuracy too noisy to read (one image = 3+ points).
+MIN_TEST_IMAGES = 30
+
+
+def data_warnings(faceset: FaceSet, split: np.ndarray, targets: np.ndarray, classes) -> list[str]:
+    """What the reader assumed (`FaceSet.warnings`) and what makes the test figure weak."""
+    warnings = list(faceset.warnings)
+    test = targets[(split == "test") & (targets >= 0)]
+    if len(test) < MIN_TEST_IMAGES:
+        warnings.append(f"the test split holds only {len(test)} labelled images (< {MIN_TEST_IMAGES}): "
+                        "its accuracy is very noisy")
+    missing = [name for i, name in enumerate(classes) if not np.any(test == i)]
+    if missing:
+        warnings.append(f"no test image of class {', '.join(missing)}: its recall cannot be measured")
+    return warnings
 
 
 def describe_split(faceset: FaceSet, split: np.ndarray, targets: np.ndarray, config: dict) -> dict:
@@ -269,10 +294,10 @@ def _read_checkpoint(path: Path, config: dict, device: torch.device) -> dict | N
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # an unreadable/foreign file is not resumed from, never trusted
-        tqdm.write(f"ignoring {path}: not a loadable training checkpoint ({type(err).__name__})", file=sys.stderr)
+        say(f"ignoring {path}: not a loadable training checkpoint ({type(err).__name__})")
         return None
     if not isinstance(state, dict) or _comparable(state.get("config", {})) != _comparable(config):
-        tqdm.write(f"ignoring {path}: it belongs to a different configuration; starting afresh", file=sys.stderr)
+        say(f"ignoring {path}: it belongs to a different configuration; starting afresh")
         return None
     return state
 
@@ -284,7 +309,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
           folds: int = 10, fold: int = 0, split: str = "kfold", protocol: str = "auto", subjects: int = 40,
           seed: int = 0, device: str = "auto", data_seed: int | None = None, compile_model: bool = False,
           progress: bool = True, checkpoint_every: float = 30.0,
-          on_epoch_end: Callable[[int, dict], None] | None = None) -> Path:
+          on_epoch_end: Callable[[int, dict], None] | None = None, overwrite: bool = False,
+          data_options: dict | None = None) -> Path:
     """Train `arch` on `data` and write the run directory `out`; returns its path.
 
     data: 'synthetic' (`subjects` identities generated with `data_seed`, default `seed`) or a
@@ -297,12 +323,16 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
     `torch.compile` (off by default: compile time exceeds the gain on short runs).
     """
     out = Path(out)
+    claim_run_dir(out, overwrite)
     torch_device = resolve_device(device)
     chosen = get_recipe(recipe, epochs)
     config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
-                         seed if data_seed is None else data_seed, torch_device.type)
+                         seed if data_seed is None else data_seed, torch_device.type, data_options)
     faceset, split_of, targets = prepare(config)
     classes = config["classes"]
+    warnings = data_warnings(faceset, split_of, targets, classes)
+    for warning in warnings:
+        say(f"warning: {warning}")
     train_rows = np.flatnonzero((split_of == "train") & (targets >= 0))
     val_rows = np.flatnonzero((split_of == "val") & (targets >= 0))
     test_rows = np.flatnonzero((split_of == "test") & (targets >= 0))
@@ -343,18 +373,17 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
                 torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), torch_device)
             history, best, bad_epochs = saved["history"], saved["best"], saved["bad_epochs"]
             start_epoch = saved["epoch"]
-            tqdm.write(f"resuming {out} from its checkpoint after epoch {start_epoch}", file=sys.stderr)
+            say(f"resuming {out} from its checkpoint after epoch {start_epoch}")
 
         last_saved = time.monotonic()
         for epoch in range(start_epoch + 1, chosen.epochs + 1):
             if bad_epochs >= chosen.patience:
                 if progress:
-                    tqdm.write(f"early stop: validation accuracy has not improved for {bad_epochs} epochs",
-                               file=sys.stderr)
+                    say(f"early stop: validation accuracy has not improved for {bad_epochs} epochs")
                 break
             began = time.perf_counter()
-            with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{chosen.epochs}", leave=False,
-                      disable=not progress, file=sys.stderr) as bar:
+            with progress_bar(total=steps_per_epoch, desc=f"epoch {epoch}/{chosen.epochs}", leave=False,
+                              enabled=progress) as bar:
                 train_loss, train_acc = train_epoch(
                     forward, optimizer, x_train, y_train, generator, chosen.batch_size,
                     lr_at=lambda step: learning_rate(chosen, step, total_steps),
@@ -370,9 +399,9 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
             else:
                 bad_epochs += 1
             if progress:
-                tqdm.write(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
+                say(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
                            f"val loss {val_loss:.4f} acc {val_acc:.3f}  lr {row['lr']:.2e}  "
-                           f"{row['seconds']:.1f} s" + ("  *" if best["epoch"] == epoch else ""), file=sys.stderr)
+                           f"{row['seconds']:.1f} s" + ("  *" if best["epoch"] == epoch else ""))
             if epoch < chosen.epochs and time.monotonic() - last_saved >= checkpoint_every:
                 _write_checkpoint(checkpoint_path, {
                     "config": config, "epoch": epoch, "model": model.state_dict(),
@@ -396,6 +425,9 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
     metrics = {
         "test_accuracy": report.pop("accuracy"),
         "test_loss": test_loss,
+        "test_accuracy_interval": subject_bootstrap_interval(predictions == targets[test_rows],
+                                                             faceset.subject[test_rows], seed=seed),
+        "test_accuracy_interval_method": "95% percentile interval, 2,000 resamples of the test subjects",
         **report,
         "val_accuracy": best["val_acc"],
         "best_epoch": best["epoch"],
@@ -405,6 +437,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
         "split": describe_split(faceset, split_of, targets, config),
         "arch": arch,
         "recipe": chosen.name,
+        "warnings": warnings,
+        "environment": numeric_environment(torch_device),
     }
     save_checkpoint(out / "model.pt", model, {
         "arch": arch, "classes": classes, "epoch": best["epoch"], "val_accuracy": best["val_acc"],
@@ -418,9 +452,9 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
                    f"test ({grouped}), accuracy {metrics['test_accuracy']:.3f}")
     checkpoint_path.unlink(missing_ok=True)
     if progress:
-        tqdm.write(f"test accuracy {metrics['test_accuracy']:.3f} ({grouped}; majority baseline "
+        say(f"test accuracy {metrics['test_accuracy']:.3f} ({grouped}; majority baseline "
                    f"{report['majority_baseline']['accuracy']:.3f}, chance {report['chance']:.3f}); "
-                   f"best epoch {best['epoch']} of {len(history)}", file=sys.stderr)
+                   f"best epoch {best['epoch']} of {len(history)}")
     return out
 
 

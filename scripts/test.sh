@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need, then run the whole suite.
+# Install everything the tests need into the virtual environment, then run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --test
-exec "${PYTHON:-python3}" -m pytest "$@"
+PY=$(bash scripts/setup.sh --test | tail -n 1)
+exec "$PY" -m pytest "$@"

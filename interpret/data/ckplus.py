@@ -20,7 +20,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from interpret.data.crop import landmark_box
 from interpret.data.faceset import FaceSet, RawSequence, faceset_from_sequences
@@ -28,6 +27,7 @@ from interpret.data.folders import read_grey
 from interpret.errors import InterpretError, located
 from interpret.facs import CKPLUS_EMOTIONS
 from interpret.io import atomic_path, write_text
+from interpret.progress import progress_bar
 
 IMAGES, LANDMARKS, FACS, EMOTION = "cohn-kanade-images", "Landmarks", "FACS", "Emotion"
 
@@ -206,7 +206,7 @@ def iter_ckplus_sequences(root, skipped: list | None = None, progress: bool = Fa
                 seq_dirs.append(seq_dir)
             else:
                 skipped.append((str(seq_dir), "system file" if _system_file(seq_dir) else "not a sequence folder"))
-    for seq_dir in tqdm(seq_dirs, desc="CK+ sequences", unit="seq", disable=not progress):
+    for seq_dir in progress_bar(seq_dirs, enabled=progress, desc="CK+ sequences", unit="seq"):
         sequence = _read_sequence(folders, seq_dir, skipped)
         if sequence is not None:
             yield sequence

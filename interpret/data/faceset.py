@@ -40,6 +40,9 @@ class FaceSet:
     skipped       [(path, reason)] inputs the reader passed over
     source        'ckplus', 'synthetic', 'fer2013', 'ferplus', 'jaffe' or 'folders'
     partition     (N,) str  the source's own split (FER's Usage, a folder tree's top level), or None
+    stills        True when the format holds single images (FER, JAFFE, folders): rows are never
+                  taken for frames of a sequence, whatever their names
+    warnings      what the reader assumed about the data, to print and to show in the report
     """
 
     images: np.ndarray
@@ -55,6 +58,8 @@ class FaceSet:
     source: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
     partition: np.ndarray | None = None
+    stills: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -93,7 +98,10 @@ class FaceSet:
             arr = np.ascontiguousarray(getattr(self, name))
             digest.update(name.encode())
             digest.update(str(arr.shape).encode())
-            digest.update(arr.astype(str).tobytes() if arr.dtype.kind in "OU" else memoryview(arr).cast("B"))
+            if arr.dtype.kind in "OU":
+                digest.update(arr.astype(str).tobytes())
+            elif arr.size:  # memoryview cannot cast an empty (N, 0) array; its shape is hashed above
+                digest.update(memoryview(arr).cast("B"))
         digest.update("|".join(self.emotions).encode())
         return digest.hexdigest()
 
@@ -187,4 +195,5 @@ def stills_faceset(images, subject, sequence, emotion, paths, emotions, source: 
         source=source,
         skipped=list(skipped or []),
         partition=None if partition is None else np.asarray(partition, dtype=str),
+        stills=True,
     )

@@ -11,12 +11,12 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from interpret.data.crop import crop_face
 from interpret.data.faceset import FaceSet, stills_faceset
 from interpret.errors import InterpretError, located
 from interpret.io import atomic_path
+from interpret.progress import progress_bar
 
 FER2013_HEADER = ["emotion", "pixels", "Usage"]
 #: FER2013 label codes are the indices of this tuple (0 angry ... 6 neutral).
@@ -55,26 +55,31 @@ def _csv_errors(path: Path, reader):
         raise located(path, f"not a readable CSV text file ({exc})", reader.line_num or 1) from None
 
 
+def _parse_pixels(path: Path, line: int, pixels: str) -> np.ndarray:
+    """The 2,304 space-separated integers of one row."""
+    values = pixels.split()
+    if len(values) != _PIXELS:
+        raise located(path, f"{len(values)} pixels, expected {_PIXELS} (48x48)", line)
+    try:
+        return np.array(values, dtype=np.int64)
+    except ValueError:
+        bad = next(v for v in values if not v.lstrip("-").isdigit())
+        raise located(path, f"pixel {bad!r} is not an integer", line) from None
+
+
 def _fer2013_rows(path: Path, progress: bool):
     """All rows of fer2013.csv: (N, 48, 48) uint8 images, (N,) labels, (N,) usage."""
     images, labels, usage = [], [], []
     handle, reader = _open_csv(path, FER2013_HEADER)
     with handle, _csv_errors(path, reader):
-        for row in tqdm(reader, desc="fer2013.csv", unit="row", disable=not progress):
+        for row in progress_bar(reader, enabled=progress, desc="fer2013.csv", unit="row"):
             line = reader.line_num
             if len(row) != 3:
                 raise located(path, f"expected 3 fields (emotion,pixels,Usage), found {len(row)}", line)
             label, pixels, use = row
             if label.strip() not in _FER2013_CODES:
                 raise located(path, f"emotion {label!r} is not one of 0..6", line)
-            values = pixels.split()
-            if len(values) != _PIXELS:
-                raise located(path, f"{len(values)} pixels, expected {_PIXELS} (48x48)", line)
-            try:
-                image = np.array(values, dtype=np.int64)
-            except ValueError:
-                bad = next(v for v in values if not v.lstrip("-").isdigit())
-                raise located(path, f"pixel {bad!r} is not an integer", line) from None
+            image = _parse_pixels(path, line, pixels)
             if image.min() < 0 or image.max() > 255:
                 raise located(path, "pixel value outside 0..255", line)
             images.append(image.astype(np.uint8).reshape(48, 48))
@@ -87,7 +92,10 @@ def _fer2013_rows(path: Path, progress: bool):
 
 def _faceset(images48, labels, usage, names, paths, emotions, source, size, skipped) -> FaceSet:
     crops = [crop_face(image, None, size)[0] for image in images48]
-    return stills_faceset(crops, names, names, labels, paths, emotions, source, size, skipped, partition=usage)
+    faceset = stills_faceset(crops, names, names, labels, paths, emotions, source, size, skipped, partition=usage)
+    if size > 48:
+        faceset.warnings.append(f"FER's 48x48 images were upscaled to {size}x{size} ({size / 48:.2f}x)")
+    return faceset
 
 
 def read_fer2013(csv_path, size: int = 99, progress: bool = False) -> FaceSet:
@@ -162,7 +170,8 @@ def read_ferplus(fer2013_csv, ferplus_csv, size: int = 99, mode: str = "majority
                 continue
             keep.append(i)
             labels.append(label)
-            names.append(name.rsplit(".", 1)[0])
+            # the row, not the FER+ image name, identifies an image: four names occur twice
+            names.append(f"fer{i:07d}")
         rows = reader.line_num - 1
     if rows != len(images):
         raise located(plus_path, f"{rows} rows but {fer_path} has {len(images)}: the files do not match")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tqdm import tqdm
-
 from interpret.data.faceset import FaceSet, stills_faceset
 from interpret.data.folders import crop_haar, read_grey
 from interpret.errors import located
+from interpret.progress import progress_bar
 
 JAFFE_NAME = re.compile(r"([A-Z]{2})\.([A-Z]{2})(\d+)\.(\d+)\.tiff?", re.IGNORECASE)
 JAFFE_CODES = {"NE": "neutral", "AN": "anger", "DI": "disgust", "FE": "fear", "HA": "happy",
@@ -41,7 +40,7 @@ def read_jaffe(root, size: int = 99, progress: bool = False) -> FaceSet:
     if not entries:
         raise located(root, "no JAFFE images (names like KA.AN1.39.tiff)")
     images, subject, sequence, emotion, paths = ([] for _ in range(5))
-    for path, who, name in tqdm(entries, desc="JAFFE", unit="img", disable=not progress):
+    for path, who, name in progress_bar(entries, enabled=progress, desc="JAFFE", unit="img"):
         crop = crop_haar(read_grey(path), size)
         if crop is None:
             skipped.append((str(path), "no face found"))

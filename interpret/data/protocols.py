@@ -35,7 +35,8 @@ def frame_rank(fs: FaceSet) -> tuple[np.ndarray, np.ndarray]:
 
 
 def is_sequence_data(fs: FaceSet) -> bool:
-    return len(fs) > 0 and len(np.unique(fs.sequence)) < len(fs)
+    """Sequences come from the format (CK+, synthetic, video datasets), never from repeated names."""
+    return not fs.stills and len(fs) > 0 and len(np.unique(fs.sequence)) < len(fs)
 
 
 def apply_protocol(fs: FaceSet, protocol: str = "auto") -> FaceSet:

@@ -11,6 +11,7 @@ import numpy as np
 
 from interpret.data.crop import crop_face
 from interpret.errors import InterpretError
+from interpret.io import default_mode
 from interpret.synth.sequences import generate_sequences
 
 #: CK+ emotion code -> FER2013 code (0 angry 1 disgust 2 fear 3 happy 4 sad 5 surprise 6 neutral).
@@ -46,6 +47,7 @@ def write_synthetic(out, subjects: int = 40, seed: int = 0, fmt: str = "ckplus",
             _write_fer(tmp / "fer2013.csv", sequences)
         if out.exists():
             out.rmdir()
+        tmp.chmod(default_mode(directory=True))
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
