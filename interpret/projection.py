@@ -37,7 +37,7 @@ from torch.overrides import TorchFunctionMode
 from interpret.layers import layer_output, resolve_layer
 
 RULES = ("deconvnet", "gradient", "guided")
-#: Seeds per forward/backward batch; bounds memory (about 1 GB for zhu2019's relu3 at 64).
+#: Seeds per forward/backward batch; bounds memory (each row keeps one forward up to the layer).
 CHUNK = 64
 
 _RELU = {F.relu, torch.relu, torch.Tensor.relu}
@@ -96,7 +96,8 @@ def project_general(model, layer, images, seeds, rule: str = "deconvnet", owner=
                     chunk: int = CHUNK) -> torch.Tensor:
     """Project single units of module `layer`'s output to input pixels: (B, H, W) float32.
 
-    layer: a module name (or a number the architecture declares, see `resolve_layer`).
+    layer: a module name (or a number the architecture declares, see `resolve_layer`); a module
+    called more than once in the forward is taken at its first call.
     images (N, C, H, W), any C: the projection is the input gradient summed over the C input
     channels. seeds (B, 3) ints (c, y, x) on the layer's output (B, C', H', W'); seed i
     belongs to images[i], or with `owner` (B,) to images[owner[i]]. rule: 'deconvnet',
