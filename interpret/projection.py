@@ -29,6 +29,8 @@ and one backward of their sum gives every row's projection (rows do not interact
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -124,13 +126,16 @@ def project_general(model, layer, images, seeds, rule: str = "deconvnet", owner=
         return out
     modes = {module: module.training for module in model.modules()}
     model.eval()
+    # full float32 convolutions on the GPU (cuDNN would use TF32), as the fast path
+    flags = torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if device.type == "cuda" else contextlib.nullcontext()
     try:
-        with torch.no_grad():
-            shape = _output_shape(layer_output(model, name, images[:1]), name)
-        _check_seeds(seeds, shape, name)
-        for lo in range(0, len(seeds), chunk):
-            rows = slice(lo, lo + chunk)
-            out[rows] = _project_chunk(model, name, images[owner[rows]], seeds[rows], rule)
+        with flags:
+            with torch.no_grad():
+                shape = _output_shape(layer_output(model, name, images[:1]), name)
+            _check_seeds(seeds, shape, name)
+            for lo in range(0, len(seeds), chunk):
+                rows = slice(lo, lo + chunk)
+                out[rows] = _project_chunk(model, name, images[owner[rows]], seeds[rows], rule)
     finally:
         for module, training in modes.items():
             module.train(training)
