@@ -424,12 +424,17 @@ def _label_structure(faceset, cache) -> tuple[np.ndarray, str, dict]:
     (CK+, synthetic) the sequence unit.
     """
     from interpret.data import PER_FRAME_AU
+    from interpret.data.faceset import UNKNOWN
 
-    if len(faceset) != len(cache["max"]) or list(faceset.au_codes) != list(cache["au_codes"]):
+    aus = np.asarray(cache["aus"])
+    intensity = getattr(faceset, "au_intensity", None)
+    if intensity is None:  # a bare dataset without per-AU labels: every cached label is known
+        return np.ones(aus.shape, bool), "sequence", {}
+    if intensity.shape != aus.shape or list(faceset.au_codes) != list(cache["au_codes"]):
         raise InterpretError("the activation cache does not match the run's data (rows or AU columns); "
                              "rebuild the cache")
     unit = "circular" if faceset.source in PER_FRAME_AU else "sequence"
-    return faceset.au_known, unit, dict(faceset.label_options)
+    return intensity != UNKNOWN, unit, dict(faceset.label_options)
 
 
 def _load_cache(run, layer: int) -> dict:
