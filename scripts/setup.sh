@@ -17,6 +17,7 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
   pip_install -e ".[test]"
+  pip_install --no-deps mediapipe==0.10.14 absl-py flatbuffers "protobuf>=4.25.3,<5" attrs sounddevice  # landmarks, without opencv-contrib / jax
   if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
