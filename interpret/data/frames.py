@@ -34,6 +34,8 @@ def video_frames(path, wanted=None):
     path = Path(path)
     if not path.is_file():
         raise located(path, "no such video")
+    if wanted is not None and not wanted:
+        return
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise located(path, "OpenCV cannot open this video")

@@ -82,8 +82,8 @@ def _number(path, line, name, text) -> float:
 def read_au_csv(path, au_from: str = "c", threshold: float | None = None):
     """Parse one OpenFace / py-feat CSV.
 
-    Returns (kind, AU numbers, rows, options): rows {video frame index from 0: (AU codes dict,
-    (68, 2) landmarks or None)}, frames not to use as {index: reason} under key None.
+    Returns (kind, AU numbers, rows, unusable, options): rows {video frame index from 0: (AU
+    codes dict, (68, 2) landmarks or None)}, unusable {index: reason} for rows not to use.
     """
     path = Path(path)
     kind = csv_kind(path)
