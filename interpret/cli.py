@@ -98,12 +98,15 @@ def train(
     subjects: int = typer.Option(40, min=1, help="Identities, for --data synthetic"),
     seed: int = typer.Option(0, help="Seed fixing every random choice"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    landmarks: str = typer.Option("none", help=LANDMARKS_HELP),
+    read: list[str] = typer.Option([], help=READ_HELP),
 ):
     """Train a network; resumes from RUN/checkpoint.pt if an earlier run was interrupted."""
     from interpret.training import train as train_run
 
     path = train_run(data=data, out=out, arch=arch, recipe=recipe, epochs=epochs, folds=folds, fold=fold,
-                     split=split, protocol=protocol, subjects=subjects, seed=seed, device=device)
+                     split=split, protocol=protocol, subjects=subjects, seed=seed, device=device,
+                     data_options=_reader_options(read, landmarks))
     typer.echo(f"run written to {path}")
 
 

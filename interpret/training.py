@@ -284,8 +284,11 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
           folds: int = 10, fold: int = 0, split: str = "kfold", protocol: str = "auto", subjects: int = 40,
           seed: int = 0, device: str = "auto", data_seed: int | None = None, compile_model: bool = False,
           progress: bool = True, checkpoint_every: float = 30.0,
-          on_epoch_end: Callable[[int, dict], None] | None = None) -> Path:
+          on_epoch_end: Callable[[int, dict], None] | None = None, data_options: dict | None = None) -> Path:
     """Train `arch` on `data` and write the run directory `out`; returns its path.
+
+    `data_options`: reader keyword arguments recorded in the config's `data` (e.g.
+    `{"landmarks": "auto"}` for landmark-box crops of data without landmark files).
 
     data: 'synthetic' (`subjects` identities generated with `data_seed`, default `seed`) or a
     dataset path. Early stopping on the validation subjects keeps the best-validation weights;
@@ -301,6 +304,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
     chosen = get_recipe(recipe, epochs)
     config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
                          seed if data_seed is None else data_seed, torch_device.type)
+    config["data"].update(data_options or {})
     faceset, split_of, targets = prepare(config)
     classes = config["classes"]
     train_rows = np.flatnonzero((split_of == "train") & (targets >= 0))
