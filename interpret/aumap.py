@@ -589,4 +589,8 @@ def format_table(results: dict) -> str:
                      f"{res['p_family']:>8.3g} "
                      f"{res['q_map'][best]:>7.3g} {res['best_auroc']:>6.3f} {stability:>6} "
                      f"{res['auroc_map']:>6} ({res['auroc_map_auroc']:.3f})  {held}")
+    first = next(iter(results.values()), {})
+    if first.get("labels"):
+        lines.append("labels: " + ", ".join(f"{k}={v}" for k, v in first["labels"].items()) +
+                     f"; null: {first['permutation_unit']}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from interpret import landmarks as lm
 from interpret.aumap import au_distance, au_statistics, circular_sources
 from interpret.cli import app
 
@@ -99,6 +100,7 @@ def test_au_map_on_disfa_format_frames(trained_run, disfa_tree, tmp_path):
     result = runner.invoke(app, ["au-map", "--run", str(probe), "--au", "12", "--permutations", "30",
                                  "--bootstrap", "5", "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    assert "labels: threshold=2" in result.output and "null: circular shift within sequence" in result.output
     res = json.loads((probe / "aumap" / "AU12.json").read_text())
     levels = [int(line.split(",")[1]) for s in ("SN001", "SN002", "SN003")
               for line in (disfa_tree / "ActionUnit_Labels" / s / f"{s}_au12.txt").read_text().splitlines()]
@@ -108,3 +110,25 @@ def test_au_map_on_disfa_format_frames(trained_run, disfa_tree, tmp_path):
     assert res["n_sequences"] == 3 and 0 < res["p_family"] <= 1
     config = json.loads((probe / "config.json").read_text())
     assert config["protocol"] == "frames" and config["probe_of"]["run"] == str(trained_run.resolve())
+
+
+@pytest.mark.skipif(not lm.available("mediapipe"), reason="MediaPipe not installed: pip install 'interpret[landmarks]'")
+def test_probe_with_detected_landmarks_reloads_them(trained_run, tmp_path):
+    import cv2
+    import skimage.data
+
+    from interpret.runs import load_run
+
+    for i, face in enumerate(skimage.data.lfw_subset()[:12]):
+        (tmp_path / "faces" / ("happy" if i % 2 else "sadness")).mkdir(parents=True, exist_ok=True)
+        image = cv2.resize((face * 255).round().astype(np.uint8), (100, 100), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(tmp_path / "faces" / ("happy" if i % 2 else "sadness") / f"{i}.png"), image)
+    result = runner.invoke(app, ["probe", "--run", str(trained_run), "--data", str(tmp_path / "faces"),
+                                 "--out", str(tmp_path / "probe"), "--landmarks", "auto"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "probe" / "config.json").read_text())
+    assert config["data"]["landmarks"] == "auto"
+    faceset = load_run(tmp_path / "probe").dataset.faceset
+    assert faceset.landmarks is not None and len(faceset) + len(faceset.skipped) == 12
+    assert faceset.label_options["landmarks"] == "mediapipe"
+    assert (tmp_path / "faces.landmarks-mediapipe.h5").is_file()
