@@ -15,10 +15,10 @@ brow 22-26, nose 27-35, right eye 36-41, left eye 42-47, outer lips 48-59, inner
 "right" = the subject's right = the image left). It is the map in common use for MediaPipe
 (eyes 33/133/362/263, mouth corners 61/291, chin 152, ...) with the jaw ends (127, 356),
 jaw points 2 and 14 (132, 361) and the outer brow ends (70, 300) moved to the symmetric mesh
-vertices closest to dlib's points: over the 92 faces of `skimage.data.astronaut()` and
-`lfw_subset()` that both backends found, the mapped points lie a median 0.04-0.15 (mean 0.08)
-inter-ocular distances from dlib's, largest on the jaw, whose iBUG definition (the visible
-contour) the mesh only approximates.
+vertices closest to dlib's points: over the 93 faces of `skimage.data.astronaut()` and
+`lfw_subset()` (enlarged to 100 px) that both backends found, the mapped points lie a median
+0.03-0.16 (mean 0.08) inter-ocular distances from dlib's: 0.06 inside the face (27-67), 0.13
+on the jaw, whose iBUG definition (the visible contour) the mesh only approximates.
 
 Images are looked at in grey (the same pixels the FaceSet holds), each keyed by the SHA-256 of
 its grey pixels, so a cache entry follows the image's content, not its name. The cache of a
