@@ -123,23 +123,24 @@ def write_bp4d(root, frames, rows, header=",1,2,4,12,25"):
 
 def test_bp4d_nine_is_unknown_not_absent(face_frames, tmp_path):
     frames, _ = face_frames
-    rows = [f"{i + 100},0,1,9,{i % 2},{int(i % 4 == 3)}" for i in range(12)] + ["112,1,1,1,1,1"]
-    root = write_bp4d(tmp_path / "BP4D", frames, rows)
+    rows = [f"{i + 100},0,1,{9 if i else 1},{i % 2},{int(i % 4 == 3)},9" for i in range(12)] + ["112,1,1,1,1,1,9"]
+    root = write_bp4d(tmp_path / "BP4D", frames, rows, header="0,1,2,4,12,25,43")
     assert detect_format(root) == "bp4d"
     fs = read_bp4d(root, crop="none")
     assert len(fs) == 12 and list(fs.frame) == list(range(100, 112)) and set(fs.sequence) == {"F001/T1"}
-    assert (fs.au_intensity[:, column(fs, 4)] == UNKNOWN).all()
-    assert not fs.au_present[:, column(fs, 4)].any() and not fs.au_known[:, column(fs, 4)].any()
+    assert list(fs.au_codes) == [1, 2, 4, 12, 25] and fs.label_options["uncoded_aus"] == [43]
+    assert fs.au_intensity[0, column(fs, 4)] == 0 and (fs.au_intensity[1:, column(fs, 4)] == UNKNOWN).all()
+    assert not fs.au_present[1:, column(fs, 4)].any() and not fs.au_known[1:, column(fs, 4)].any()
     assert list(fs.au_present[:, column(fs, 12)]) == [bool(i % 2) for i in range(12)]
     assert (fs.au_intensity[:, column(fs, 2)] == 0).all() and (fs.au_intensity[:, column(fs, 1)] == ABSENT).all()
     assert any("1 coded frame(s) without an image" in reason for _, reason in fs.skipped)
     summary = json.loads(runner.invoke(app, ["inspect", "--data", str(root), "--read", "crop=none", "--json"]).output)
-    assert summary["au_unknown_frames"]["AU04"] == 12 and summary["au_frames"]["AU25"] == 3
+    assert summary["au_unknown_frames"]["AU04"] == 11 and summary["au_frames"]["AU25"] == 3
 
 
 def test_bp4d_bad_value_names_file_and_line(face_frames, tmp_path):
     frames, _ = face_frames
-    root = write_bp4d(tmp_path / "BP4D", frames, ["100,0,1,9,1,0", "101,0,2,0,1,0"])
+    root = write_bp4d(tmp_path / "BP4D", frames, ["100,0,1,9,1,0", "101,0,2,0,1,0"], header="frame,AU01,AU02,AU04,AU12,AU25")
     with pytest.raises(InterpretError, match=r"F001_T1\.csv:3: AU2 value '2' is not 0, 1 or 9"):
         read_bp4d(root, crop="none")
 

@@ -137,3 +137,19 @@ def test_fer_rows_get_landmark_crops(astronaut, tmp_path):
     assert len(fs) == 1 and fs.emotion[0] == 3 and fs.landmarks is not None
     assert fs.skipped[-1][1] == "no face found by mediapipe"
     assert (tmp_path / "fer2013.csv.landmarks-mediapipe.h5").is_file()
+
+
+@needs_mediapipe
+def test_video_frames_cut_by_detected_landmarks(disfa_tree, tmp_path):
+    import shutil
+
+    from interpret.data.disfa import read_disfa
+
+    tree = tmp_path / "DISFA"
+    shutil.copytree(disfa_tree, tree)
+    fs = read_disfa(tree, landmarks="auto", step=8)
+    assert len(fs) == 3 * 5 and fs.landmarks is not None
+    assert fs.label_options["crop"] == "landmarks" and fs.label_options["landmarks"] == "mediapipe"
+    assert (tmp_path / "DISFA.landmarks-mediapipe.h5").is_file()
+    eyes, mouth = fs.landmarks[:, 36:48, 1].mean(axis=1), fs.landmarks[:, 48:68, 1].mean(axis=1)
+    assert (eyes < mouth).all() and fs.landmarks.min() >= -1 and fs.landmarks.max() <= 100

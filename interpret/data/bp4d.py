@@ -7,7 +7,8 @@ ROOT/2DFeatures/F001/T1/0597.jpg      the frame images, named by frame number
 Files are found anywhere under ROOT by name (`F001_T1.csv`; images in a `T1` folder inside
 an `F001` folder). Header cells after the first are AU numbers (`1`, `AU1` or `AU01`); cells
 are 0 (absent), 1 (present; intensity not coded) or 9 (unknown: FACS coders could not tell,
-e.g. an occluded face), which becomes UNKNOWN, never absent. Coded frames without an image and
+e.g. an occluded face), which becomes UNKNOWN, never absent; AU columns that are 9 in every
+frame read (files list AUs never coded) are dropped and named in `label_options`. Coded frames without an image and
 images without a coded row are not used and are counted in `skipped`. Each subject's task is
 one sequence (`F001/T1`).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -140,4 +142,6 @@ def read_bp4d(root, size: int = 99, crop: str = "haar", landmarks: str = "none",
                                              **cutter.options})
     if len(faceset) == 0:
         raise InterpretError(f"{root}: no BP4D frames read (no images beside the coded frames, or no faces found)")
-    return faceset
+    coded = faceset.au_known.any(axis=0)  # columns that are 9 in every frame were never coded
+    faceset.label_options["uncoded_aus"] = [int(a) for a in faceset.au_codes[~coded]]
+    return replace(faceset, au_intensity=faceset.au_intensity[:, coded], au_codes=faceset.au_codes[coded])
