@@ -18,6 +18,16 @@ best map, per-map p with Benjamini–Hochberg q), AUROC of every map over all im
 co-occurrence table and the best map re-scored with the most co-occurring AU held out, and the
 winner's stability over subject bootstraps. `au_map` adds deconvolution localization, writes
 ``RUN/aumap/`` and draws the paper-style figures.
+
+Per-frame AU labels (DISFA, BP4D, OpenFace / py-feat: AUs come and go within a sequence) get
+a different null unit, `circular_sources`: each sequence's label track is shifted circularly
+against its frames. Per-frame labels are strongly autocorrelated (an AU stays on for dozens of
+frames), so permuting frames would make a null that is far too narrow; whole tracks cannot
+move between sequences of different lengths; a circular shift keeps each track's
+autocorrelation, its AU base rate and its co-occurrences, and breaks only the frame-to-label
+alignment. It also keeps every sequence's (subject's) share of the AU, so a map that merely
+recognizes who is filmed is not significant. Frames whose AU is UNKNOWN (BP4D's 9) are in
+neither set; their unknown status shifts with the track.
 """
 
 from __future__ import annotations
@@ -142,6 +152,24 @@ def permuted_labels(seq_labels, seq_index, carrier, perms) -> np.ndarray:
     return (np.asarray(seq_labels, dtype=bool)[perms][:, seq_index] & carrier).astype(np.uint8)
 
 
+PERMUTATION_UNITS = {"sequence": "sequence", "circular": "circular shift within sequence"}
+
+
+def circular_sources(seq_index, frame, shifts) -> np.ndarray:
+    """(P, N) row whose label each row takes: within its sequence (rows ordered by frame), the
+    label `shifts[p, s]` positions earlier, wrapping around. shifts (P, S) ints in [0, length)."""
+    seq_index = np.asarray(seq_index)
+    n = len(seq_index)
+    order = np.lexsort((np.asarray(frame), seq_index))
+    sizes = np.bincount(seq_index, minlength=np.asarray(shifts).shape[1])
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n) - starts[seq_index[order]]
+    length = sizes[seq_index]
+    source_pos = (pos[None] - np.asarray(shifts)[:, seq_index]) % length
+    return order[starts[seq_index] + source_pos]
+
+
 def cooccurrence(aus) -> tuple[np.ndarray, np.ndarray]:
     """Image-level AU co-occurrence: counts (A, A) and P(column AU | row AU) (A, A)."""
     present = np.asarray(aus).astype(np.int64)
@@ -159,15 +187,21 @@ def _rank_of(values, index) -> int:
 
 def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int = 9,
                   permutations: int = 1000, bootstrap: int = 200, seed: int = 0,
-                  layer: int | None = None) -> dict[str, dict]:
+                  layer: int | None = None, known=None, unit: str = "sequence") -> dict[str, dict]:
     """Distance, ranking, permutation null, AUROC, confound and stability for each AU in `codes`.
 
     Plain arrays: maxima (N, C) per-image maxima, aus (N, A) presence with columns `au_codes`,
-    sequence / frame / subject (N,); `layer` is only recorded. Each AU draws from its own
-    seeded streams ([seed, AU]), so AU1 gives the same numbers alone or within `--au all`.
+    sequence / frame / subject (N,); `layer` is only recorded. `known` (N, A) bool, default
+    all: frames whose AU is unknown are in neither set. `unit`: 'sequence' (labels of whole
+    sequences permuted, the CK+ protocols) or 'circular' (per-frame labels shifted circularly
+    within their sequence; see the module docstring). Each AU draws from its own seeded
+    streams ([seed, AU]), so AU1 gives the same numbers alone or within `--au all`.
     """
+    if unit not in PERMUTATION_UNITS:
+        raise InterpretError(f"permutation unit must be one of {', '.join(PERMUTATION_UNITS)}, got {unit!r}")
     maxima = np.asarray(maxima, dtype=np.float64)
-    present_all = np.asarray(aus).astype(bool)
+    known_all = np.ones(np.shape(aus), bool) if known is None else np.asarray(known, dtype=bool)
+    present_all = np.asarray(aus).astype(bool) & known_all
     au_codes = [int(a) for a in au_codes]
     ranked = RankedMaps(maxima)
     eps = epsilon_for(maxima)
@@ -180,39 +214,49 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
     results = {}
     for code in codes:
         a = au_codes.index(int(code))
-        present = present_all[:, a]
-        n_present = int(present.sum())
-        if n_present == 0 or n_present == len(present):
-            raise InterpretError(f"{au_name(code)} is present in {n_present} of {len(present)} cached "
-                                 "images; the distance needs images with and without it")
+        present, known_a = present_all[:, a], known_all[:, a]
+        absent = known_a & ~present
+        n_present, n_absent = int(present.sum()), int(absent.sum())
+        if n_present == 0 or n_absent == 0:
+            raise InterpretError(f"{au_name(code)} is present in {n_present} of {n_present + n_absent} cached "
+                                 "images with a known label; the distance needs images with and without it")
         inside = present[None].astype(np.int64)
-        top_in, top_out = ranked.top(inside, n)[0], ranked.top(1 - inside, n)[0]
+        top_in, top_out = ranked.top(inside, n)[0], ranked.top(absent[None].astype(np.int64), n)[0]
         distance = pair_distance(top_in, top_out, eps)
         higher = np.nansum(top_in - top_out, axis=-1) > 0  # D is blind to the direction
         best = int(np.argmax(distance))
         order = np.argsort(-distance, kind="stable")
 
         rng_perm = np.random.default_rng([seed, int(code), 0])
-        perms = stats.permutations(len(seq_aus), permutations, rng_perm)
+        if unit == "sequence":
+            perms = stats.permutations(len(seq_aus), permutations, rng_perm)
+        else:
+            sizes = np.bincount(seq_index, minlength=len(seq_aus))
+            shifts = (rng_perm.random((permutations, len(seq_aus))) * sizes).astype(np.int64)
         null = np.empty((permutations, ranked.n_maps))
         step = max(1, _BUDGET // max(1, len(present)))
         for s in range(0, permutations, step):
-            labels = permuted_labels(seq_aus[:, a], seq_index, carrier, perms[s:s + step])
-            null[s:s + step] = ranked.distances(labels, 1 - labels, n, eps)
+            if unit == "sequence":
+                labels = permuted_labels(seq_aus[:, a], seq_index, carrier, perms[s:s + step])
+                outside = known_a & (labels == 0)
+            else:
+                source = circular_sources(seq_index, frame, shifts[s:s + step])
+                labels, outside = present[source], absent[source]
+            null[s:s + step] = ranked.distances(labels.astype(np.uint8), outside.astype(np.uint8), n, eps)
         null_max = null.max(axis=1) if permutations else np.zeros(0)
         p_map = stats.permutation_pvalues(distance, null)
         p_family = float(stats.permutation_pvalues(distance[best], null_max))
 
-        auroc = stats.auroc(maxima, present)
+        auroc = stats.auroc(maxima[known_a], present[known_a])
 
         rng_boot = np.random.default_rng([seed, int(code), 1])
         weights = stats.cluster_bootstrap_weights(subject_index, bootstrap, rng_boot)
-        boot = ranked.distances(weights * present, weights * ~present, n, eps) if bootstrap else None
+        boot = ranked.distances(weights * present, weights * absent, n, eps) if bootstrap else None
         winners = np.bincount(boot.argmax(axis=1), minlength=ranked.n_maps) if bootstrap else None
 
         others = [b for b in range(len(au_codes)) if b != a and counts[a, b] > 0]
         others.sort(key=lambda b: (-jaccard[a, b], -counts[a, b]))
-        held = _held_out(ranked, present_all, au_codes, a, others, best, n, eps)
+        held = _held_out(ranked, present_all, au_codes, a, others, best, n, eps, known_all)
 
         results[au_name(code)] = {
             "au": au_name(code),
@@ -222,7 +266,8 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
             "epsilon": eps,
             "epsilon_rule": f"{EPSILON_FRACTION} x median positive per-image maximum of the layer",
             "n_present": n_present,
-            "n_absent": int(len(present) - n_present),
+            "n_absent": n_absent,
+            "n_unknown": int((~known_a).sum()),
             "n_sequences_present": int(seq_aus[:, a].sum()),
             "n_sequences": int(len(seq_aus)),
             "distance": distance.tolist(),
@@ -230,7 +275,7 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
             "best_direction": "higher with the AU" if higher[best] else "lower with the AU",
             "ranking": [{"map": int(i), "distance": float(distance[i])} for i in order[:10]],
             "permutations": int(permutations),
-            "permutation_unit": "sequence",
+            "permutation_unit": PERMUTATION_UNITS[unit],
             "p_family": p_family,
             "null_max_95": float(np.quantile(null_max, 0.95)) if permutations else None,
             "p_map": p_map.tolist(),
@@ -256,15 +301,17 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
     return results
 
 
-def _held_out(ranked, present_all, au_codes, a, others, best, n, eps) -> dict:
+def _held_out(ranked, present_all, au_codes, a, others, best, n, eps, known_all) -> dict:
     """The best map re-scored without the most co-occurring AU B (by Jaccard), and B without this AU.
 
     B is the first of `others` that leaves at least n images on each side (images with B
-    dropped from S and S^c); "B without this AU" is reported where it too has n a side.
+    dropped from S and S^c); "B without this AU" is reported where it too has n a side. Only
+    images where both AUs are known take part.
     """
-    A = present_all[:, a]
     for b in others:
-        B = present_all[:, b]
+        both = known_all[:, a] & known_all[:, b]
+        A = present_all[:, a] | ~both  # rows not known for both AUs fall in none of the sets below
+        B = present_all[:, b] | ~both
         if min(int((A & ~B).sum()), int((~A & ~B).sum())) < n:
             continue
         sides = [(A & ~B, ~A & ~B)]
@@ -335,12 +382,14 @@ def au_map(run, aus="1", layer: int = 3, n: int = 9, permutations: int = 1000, b
     if len(cache["au_codes"]) == 0:
         raise InterpretError(f"{run.path}: the run's data has no AU labels (its images carry emotion labels "
                              "only); au-map needs AU-labelled data such as CK+ or the synthetic faces")
+    known, unit, label_options = _label_structure(run.dataset.faceset, cache)
     text = aus if isinstance(aus, str) else ",".join(str(a) for a in aus)
     codes = parse_au_list(text, cache["au_codes"])
     if text.strip().lower() == "all":
-        per_au = np.asarray(cache["aus"]).astype(bool).sum(axis=0)
-        count = dict(zip(cache["au_codes"].tolist(), per_au.tolist()))
-        usable = [c for c in codes if 0 < count[c] < len(cache["max"])]
+        present = np.asarray(cache["aus"]).astype(bool) & known
+        with_au = dict(zip(cache["au_codes"].tolist(), present.sum(axis=0).tolist()))
+        without = dict(zip(cache["au_codes"].tolist(), (known & ~present).sum(axis=0).tolist()))
+        usable = [c for c in codes if with_au[c] > 0 and without[c] > 0]
         if len(usable) < len(codes):
             log.warning("au-map: skipping %s (present in no cached image or in all of them)",
                         ", ".join(au_name(c) for c in codes if c not in usable))
@@ -353,7 +402,9 @@ def au_map(run, aus="1", layer: int = 3, n: int = 9, permutations: int = 1000, b
                              f"data {len(faceset.images)}; rebuild the cache")
     results = au_statistics(cache["max"], cache["aus"], cache["au_codes"], cache["sequence"],
                             cache["frame"], cache["subject"], codes, n=n, permutations=permutations,
-                            bootstrap=bootstrap, seed=seed, layer=int(layer))
+                            bootstrap=bootstrap, seed=seed, layer=int(layer), known=known, unit=unit)
+    for res in results.values():
+        res["labels"] = label_options
     out = Path(run.path) / "aumap"
     maps = {res[key] for res in results.values() for key in ("best_map", "auroc_map")}
     deconvs = _deconvolve(run, layer, sorted(maps), n)
@@ -367,6 +418,26 @@ def au_map(run, aus="1", layer: int = 3, n: int = 9, permutations: int = 1000, b
     write_distances(out / "distances.csv", results.values())
     write_cooccurrence(out / "cooccurrence.csv", cache["aus"], cache["au_codes"])
     return results
+
+
+def _label_structure(faceset, cache) -> tuple[np.ndarray, str, dict]:
+    """(known (N, A) per cached AU column, permutation unit, the reader's label options).
+
+    Per-frame AU sources (`interpret.data.PER_FRAME_AU`) get the circular unit; the rest
+    (CK+, synthetic) the sequence unit.
+    """
+    from interpret.data import PER_FRAME_AU
+    from interpret.data.faceset import UNKNOWN
+
+    aus = np.asarray(cache["aus"])
+    intensity = getattr(faceset, "au_intensity", None)
+    if intensity is None:  # a bare dataset without per-AU labels: every cached label is known
+        return np.ones(aus.shape, bool), "sequence", {}
+    if intensity.shape != aus.shape or list(faceset.au_codes) != list(cache["au_codes"]):
+        raise InterpretError("the activation cache does not match the run's data (rows or AU columns); "
+                             "rebuild the cache")
+    unit = "circular" if faceset.source in PER_FRAME_AU else "sequence"
+    return intensity != UNKNOWN, unit, dict(faceset.label_options)
 
 
 def _load_cache(run, layer: int) -> dict:
@@ -521,4 +592,8 @@ def format_table(results: dict) -> str:
                      f"{res['p_family']:>8.3g} "
                      f"{res['q_map'][best]:>7.3g} {res['best_auroc']:>6.3f} {stability:>6} "
                      f"{res['auroc_map']:>6} ({res['auroc_map_auroc']:.3f})  {held}")
+    first = next(iter(results.values()), {})
+    if first.get("labels"):
+        lines.append("labels: " + ", ".join(f"{k}={v}" for k, v in first["labels"].items()) +
+                     f"; null: {first['permutation_unit']}")
     return "\n".join(lines)

@@ -18,7 +18,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DATA_HELP = "'synthetic' (the embedded default) or a dataset path: CK+ tree, fer2013.csv, FER+ folder, JAFFE, folder per class"
+DATA_HELP = ("'synthetic' (the embedded default) or a dataset path: CK+ tree, fer2013.csv, FER+ folder, JAFFE, "
+             "folder per class, DISFA, BP4D, OpenFace / py-feat CSVs beside their videos")
+LANDMARKS_HELP = ("none, auto (= mediapipe), mediapipe or dlib: detect 68 landmarks for data without landmark "
+                  "files (landmark-box crop, AU regions); needs the extra interpret[landmarks]")
+READ_HELP = ("Reader option KEY=VALUE, repeatable, e.g. threshold=2 camera=both step=5 (DISFA), au_from=r "
+             "(OpenFace), crop=haar")
 
 
 def _print_version(value: bool) -> None:
@@ -82,12 +87,15 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object"),
     subjects: int = typer.Option(40, min=1, help="Identities, for --data synthetic"),
     seed: int = typer.Option(0, help="Seed, for --data synthetic"),
+    landmarks: str = typer.Option("none", help=LANDMARKS_HELP),
+    read: list[str] = typer.Option([], help=READ_HELP),
 ):
     """Count what a dataset holds: subjects, sequences, frames, emotions, AUs, skipped files."""
     from interpret.data import load_faceset
     from interpret.inspect import render_summary, summarize
 
     extra = {"subjects": subjects, "seed": seed} if data == "synthetic" else {}
+    extra.update(_reader_options(read, landmarks))
     summary = summarize(load_faceset(data, **extra))
     typer.echo(json.dumps(summary, indent=2) if as_json else render_summary(summary))
 
@@ -110,6 +118,8 @@ def train(
     crop: str = typer.Option("none", help="Folder data: none (images are faces) or haar (cut OpenCV's face box)"),
     subject_from: Optional[str] = typer.Option(None, help="Folder data: regex on the relative path naming each "
                                                "image's subject (first group), e.g. '^[^/]+/([A-Z]+\\d+)_'"),
+    landmarks: str = typer.Option("none", help=LANDMARKS_HELP),
+    read: list[str] = typer.Option([], help=READ_HELP),
 ):
     """Train a network; resumes from RUN/checkpoint.pt if an earlier run was interrupted."""
     from interpret.training import train as train_run
@@ -123,7 +133,7 @@ def train(
         options = {"crop": crop, **({"subject_from": subject_from} if subject_from else {})}
     path = train_run(data=data, out=out, arch=arch, recipe=recipe, epochs=epochs, folds=folds, fold=fold,
                      split=split, protocol=protocol, subjects=subjects, seed=seed, device=device,
-                     overwrite=overwrite, data_options=options)
+                     overwrite=overwrite, data_options={**options, **_reader_options(read, landmarks)})
     typer.echo(f"run written to {path}")
 
 
@@ -211,3 +221,61 @@ def demo(
 
     index = run_demo(out, report_out=report_out, device=device, quick=quick)
     typer.echo(f"report: {index.resolve()}")
+
+
+def _reader_options(read: list[str], landmarks: str = "none") -> dict:
+    """`--read KEY=VALUE` options (numbers parsed) and `--landmarks` as reader keyword arguments."""
+    options = {}
+    for item in read:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InterpretError(f"--read wants KEY=VALUE, got {item!r}")
+        for kind in (int, float):
+            try:
+                value = kind(value)
+                break
+            except ValueError:
+                pass
+        options[key.strip()] = value
+    if landmarks != "none":
+        options["landmarks"] = landmarks
+    return options
+
+
+@command()
+def landmarks(
+    data: str = typer.Option(..., help=DATA_HELP),
+    backend: str = typer.Option("mediapipe", help="mediapipe (interpret[landmarks]) or dlib "
+                                "(interpret[landmarks-dlib-noncommercial])"),
+    read: list[str] = typer.Option([], help=READ_HELP),
+):
+    """Detect 68 iBUG landmarks for every face of a dataset and cache them beside it (PATH.landmarks-BACKEND.h5)."""
+    from interpret.data import load_faceset
+    from interpret.landmarks import cache_file, require
+
+    require(backend)
+    if data == "synthetic":
+        raise InterpretError("the synthetic faces come with their landmarks")
+    faceset = load_faceset(data, **_reader_options(read, backend))
+    typer.echo(json.dumps({
+        "cache": str(cache_file(data, backend)),
+        "backend": backend,
+        "faces": len(faceset),
+        "labels": faceset.label_options,
+        "skipped": [{"path": str(p), "reason": str(r)} for p, r in faceset.skipped],
+    }, indent=2))
+
+
+@command()
+def probe(
+    run: Path = typer.Option(..., help="Trained run directory"),
+    data: str = typer.Option(..., help=DATA_HELP),
+    out: Path = typer.Option(..., help="New run directory for the trained model on this data"),
+    landmarks: str = typer.Option("none", help=LANDMARKS_HELP),
+    read: list[str] = typer.Option([], help=READ_HELP),
+):
+    """Apply a trained run's model to other data (e.g. DISFA, OpenFace-labelled videos): a run
+    directory on which cache, deconv, au-map, sanity and report work."""
+    from interpret.probe import probe_run
+
+    typer.echo(f"probe run written to {probe_run(run, data, out, _reader_options(read, landmarks))}")

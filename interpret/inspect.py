@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 
+from interpret.data import PER_FRAME_AU
 from interpret.data.faceset import UNLABELLED, FaceSet
 from interpret.data.protocols import apply_protocol, is_sequence_data
 from interpret.errors import InterpretError
@@ -46,6 +47,14 @@ def summarize(faceset: FaceSet) -> dict:
         "partitions": None,
         "skipped": [{"path": str(path), "reason": str(reason)} for path, reason in fs.skipped],
     }
+    if fs.label_options:
+        summary["labels"] = dict(fs.label_options)
+    if fs.source in PER_FRAME_AU:  # AUs per frame: count sequences with the AU in any frame, and frames
+        _, seq_index = np.unique(fs.sequence, return_inverse=True)
+        for i, name in enumerate(fs.au_names):
+            summary["aus"][name] = int(len(np.unique(seq_index[fs.au_present[:, i]])))
+        summary["au_frames"] = {name: int(fs.au_present[:, i].sum()) for i, name in enumerate(fs.au_names)}
+        summary["au_unknown_frames"] = {name: int((~fs.au_known[:, i]).sum()) for i, name in enumerate(fs.au_names)}
     if fs.partition is not None:
         names, counts = np.unique(fs.partition, return_counts=True)
         summary["partitions"] = {str(n) or "(none)": int(c) for n, c in zip(names, counts)}
@@ -69,10 +78,18 @@ def render_summary(summary: dict, examples: int = 3) -> str:
     lines += ["", f"emotion      frames  sequences   ({rule})"]
     for name, count in s["emotions"].items():
         lines.append(f"{name:<12} {count:>6}  {s['emotion_sequences'].get(name, 0):>9}")
-    if s["aus"]:
+    if s["aus"] and "au_frames" in s:
+        lines += ["", "AU     sequences    frames   unknown  (per-frame labels: " +
+                  s.get("labels", {}).get("presence", "") + ")"]
+        for name, count in s["aus"].items():
+            lines.append(f"{name:<6} {count:>9} {s['au_frames'][name]:>9} {s['au_unknown_frames'][name]:>9}  "
+                         f"{AU_NAMES.get(int(name[2:]), '')}")
+    elif s["aus"]:
         lines += ["", "AU     sequences  (peak frame has it)"]
         for name, count in s["aus"].items():
             lines.append(f"{name:<6} {count:>9}  {AU_NAMES.get(int(name[2:]), '')}")
+    if s.get("labels"):
+        lines.append("labels      " + ", ".join(f"{k}={v}" for k, v in s["labels"].items()))
     if s["skipped"]:
         by_reason = Counter(item["reason"] for item in s["skipped"])
         lines += ["", f"skipped {len(s['skipped'])} input(s):"]

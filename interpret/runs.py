@@ -74,7 +74,7 @@ def run_split(faceset: FaceSet, config: dict) -> np.ndarray:
 
 def class_targets(faceset: FaceSet, classes) -> np.ndarray:
     """Class index per row (into `classes`), -1 where a row has no emotion label."""
-    lookup = {faceset.emotions.index(name): i for i, name in enumerate(classes)}
+    lookup = {faceset.emotions.index(name): i for i, name in enumerate(classes) if name in faceset.emotions}
     return np.array([lookup.get(int(e), -1) if e != UNLABELLED else -1 for e in faceset.emotion])
 
 

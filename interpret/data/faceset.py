@@ -18,6 +18,9 @@ from interpret.facs import au_name
 
 #: `au_intensity` value for an AU that is not present.
 ABSENT = -1
+#: `au_intensity` value for an AU whose presence the source leaves open (BP4D's 9, a frame
+#: OpenFace did not track): neither present nor absent; AU analyses leave the frame out.
+UNKNOWN = -2
 #: `emotion` value for a frame whose sequence has no emotion label.
 UNLABELLED = -1
 
@@ -32,8 +35,8 @@ class FaceSet:
     sequence      (N,) str   sequence id unique across subjects, e.g. 'S005/001'
     frame         (N,) int   frame number within the sequence (CK+ numbering; 1 for stills)
     emotion       (N,) int   index into `emotions`, UNLABELLED (-1) when the source has none
-    au_intensity  (N, A) int8  per AU in `au_codes`: ABSENT (-1), 0 present with intensity
-                  not coded, 1..5 = A..E
+    au_intensity  (N, A) int8  per AU in `au_codes`: UNKNOWN (-2), ABSENT (-1), 0 present with
+                  intensity not coded, 1..5 = A..E
     paths         (N,) str   the file each frame came from ('' when generated in memory)
     emotions      class names, the index space of `emotion`
     au_codes      (A,) int   AU numbers of the `au_intensity` columns
@@ -43,6 +46,8 @@ class FaceSet:
     stills        True when the format holds single images (FER, JAFFE, folders): rows are never
                   taken for frames of a sequence, whatever their names
     warnings      what the reader assumed about the data, to print and to show in the report
+    label_options the reader options that decided the labels (presence thresholds, AU source,
+                  landmark backend), echoed in every output; {} when there are none
     """
 
     images: np.ndarray
@@ -60,6 +65,7 @@ class FaceSet:
     partition: np.ndarray | None = None
     stills: bool = False
     warnings: list[str] = field(default_factory=list)
+    label_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -74,8 +80,13 @@ class FaceSet:
 
     @property
     def au_present(self) -> np.ndarray:
-        """(N, A) bool presence."""
-        return self.au_intensity != ABSENT
+        """(N, A) bool presence (UNKNOWN counts as not present; see `au_known`)."""
+        return self.au_intensity >= 0
+
+    @property
+    def au_known(self) -> np.ndarray:
+        """(N, A) bool: the source states whether the AU is present (not UNKNOWN)."""
+        return self.au_intensity != UNKNOWN
 
     @property
     def au_names(self) -> list[str]:
