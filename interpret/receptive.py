@@ -1,34 +1,36 @@
 """Receptive fields of any layer, measured from the support of a unit's input gradient.
 
-The probe is a float64 copy of the model in which every path from an input pixel to a unit
-carries a positive weight: conv and linear weights are 1 / fan-in, biases 0, BatchNorm and
-activation modules are identities, max-pools become average pools of the same geometry (a
-max-pool's gradient would reach one pixel of each window only). On an input of ones every
-intermediate value is positive, so functional ReLUs pass everything too. The input pixels with
-a nonzero gradient are then exactly the pixels the unit sees. The unit is taken at the centre
-of the map, on an input enlarged (2x, 4x, 8x) until its support no longer touches the border
-(zero padding hides whatever lies beyond it); its neighbour one row and column down gives the
-stride. A unit (y, x) sees input rows ``stride * y + offset ... + size - 1`` (columns alike).
-Limits: a functional max-pool in the model's forward (not a module) is not replaced and
-narrows the measured field.
+The probe runs the model itself (no copy: forward hooks and `torch.func.functional_call`,
+removed afterwards) in float64 with every path from an input pixel to a unit carrying a
+positive weight: conv and linear weights are 1 / fan-in, biases 0, BatchNorm, dropout and
+activation modules pass their input through, max-pools are replaced by average pools of the
+same geometry (a max-pool's gradient would reach one pixel of each window only). On an input of
+ones every intermediate value is positive, so functional ReLUs pass everything too. The input
+pixels with a nonzero gradient are then exactly the pixels the unit sees. The unit is taken at
+the centre of the map, on an input enlarged (2x, 4x, 8x) until its support no longer touches
+the border (zero padding hides whatever lies beyond it); its neighbour one row and column down
+gives the stride. A unit (y, x) sees input rows ``stride * y + offset ... + size - 1``
+(columns alike). Limits: a functional max-pool in the model's forward (not a module) is not
+replaced and narrows the measured field.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from interpret.layers import layer_output, resolve_layer
 
 #: Input enlargements tried before a field that still touches the border is reported clipped.
 SCALES = (1, 2, 4, 8)
-_IDENTITIES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-               nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Mish,
-               nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d)
+_PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+                 nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Mish,
+                 nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 
 
 @dataclass(frozen=True)
@@ -61,32 +63,46 @@ class ReceptiveField:
         return f"{axis(self.size)} px, stride {axis(self.stride)}, offset {axis(self.offset)}"
 
 
-def _probe(model: nn.Module) -> nn.Module:
-    """The all-paths-positive float64 copy of `model` described in the module docstring."""
-    probe = copy.deepcopy(model).double().eval()
-    for parent in list(probe.modules()):
-        for child_name, child in list(parent.named_children()):
-            replacement = _replacement(child)
-            if replacement is not None:
-                setattr(parent, child_name, replacement)
-    with torch.no_grad():
-        for module in probe.modules():
-            if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
-                module.weight.fill_(1.0 / module.weight[0].numel())
-                if module.bias is not None:
-                    module.bias.zero_()
-    return probe
-
-
-def _replacement(module: nn.Module) -> nn.Module | None:
-    if isinstance(module, _IDENTITIES):
-        return nn.Identity()
+def _replaced_output(module: nn.Module):
+    """A forward hook giving `module` the probe's behaviour, or None to leave it as it is."""
+    if isinstance(module, _PASS_THROUGH):
+        return lambda _m, inputs, _out: inputs[0]
     if isinstance(module, nn.MaxPool2d) and module.dilation in (1, (1, 1)):
-        return nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode,
-                            count_include_pad=True)
+        return lambda m, inputs, _out: F.avg_pool2d(inputs[0], m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                                                    count_include_pad=True)
     if isinstance(module, nn.AdaptiveMaxPool2d):
-        return nn.AdaptiveAvgPool2d(module.output_size)
+        return lambda m, inputs, _out: F.adaptive_avg_pool2d(inputs[0], m.output_size)
     return None
+
+
+def _positive_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """float64 parameters and buffers: conv/linear weights 1 / fan-in (broadcast, not stored), the rest 0."""
+    state = {}
+    for prefix, module in model.named_modules():
+        for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+            key = f"{prefix}.{name}" if prefix else name
+            if not tensor.is_floating_point():
+                continue
+            weight = name == "weight" and isinstance(module, (nn.modules.conv._ConvNd, nn.Linear))
+            value = 1.0 / tensor[0].numel() if weight else 0.0
+            state[key] = torch.full((), value, dtype=torch.float64, device=tensor.device).expand(tensor.shape)
+    return state
+
+
+@contextlib.contextmanager
+def _probe(model: nn.Module):
+    """Inside the block, the probe's forward of `model` (see the module docstring)."""
+    handles = []
+    try:
+        for module in model.modules():
+            hook = _replaced_output(module)
+            if hook is not None:
+                handles.append(module.register_forward_hook(hook))
+        state = _positive_state(model)
+        yield lambda x: torch.func.functional_call(model, state, (x,))
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _support(grad: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -99,20 +115,22 @@ def receptive_field(model: nn.Module, layer, input_shape) -> ReceptiveField:
     """The receptive field of a unit of `layer` (a name or declared number) for inputs of
     `input_shape` (C, H, W)."""
     name = resolve_layer(model, layer)
-    probe = _probe(model)
     channels, height, width = input_shape
+    device = next(model.parameters()).device
     measured = None
-    for scale in SCALES:
-        x = torch.ones(1, channels, height * scale, width * scale, dtype=torch.float64, requires_grad=True)
-        try:
-            out = layer_output(probe, name, x, detach=False)
-        except RuntimeError:
-            if measured is None:
-                raise
-            break  # the model refuses larger inputs before this layer: keep the last measurement
-        measured = _measure(out, x)
-        if not measured.clipped:
-            break
+    with _probe(model) as forward:
+        for scale in SCALES:
+            x = torch.ones(1, channels, height * scale, width * scale, dtype=torch.float64, device=device,
+                           requires_grad=True)
+            try:
+                out = layer_output(model, name, x, detach=False, forward=forward)
+            except RuntimeError:
+                if measured is None:
+                    raise
+                break  # the model refuses larger inputs before this layer: keep the last measurement
+            measured = _measure(out, x)
+            if not measured.clipped:
+                break
     return measured
 
 

@@ -62,3 +62,12 @@ def test_strided_batchnorm_dilated_and_asymmetric_geometry():
     field = receptive_field(model, "6", (3, 40, 40))
     assert (field.size, field.stride, field.offset) == ((15, 23), (4, 4), (-7, -11))
     assert receptive_field(model, "7", (3, 40, 40)).clipped  # global pooling sees the whole input
+
+
+def test_no_hook_is_left_also_after_an_error():
+    model = build_model("zhu2019", 7)
+    receptive_field(model, "relu2", (1, 96, 96))
+    with pytest.raises(RuntimeError):
+        receptive_field(model, "relu2", (3, 96, 96))  # conv1 takes one channel
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
+    assert model.conv1.weight.dtype == torch.float32 and model.conv1.weight.abs().std() > 0  # weights untouched
