@@ -324,7 +324,7 @@ def ranking_rows(split_of: np.ndarray, split: str | None) -> tuple[np.ndarray, s
 
 
 def deconvolve_top(run, layer=None, top: int = 9, maps="all", rule: str = "deconvnet",
-                   split: str | None = "auto") -> dict:
+                   split: str | None = "auto", field=None) -> dict:
     """Project each chosen map's `top` largest activations to pixels.
 
     Images are ranked by the cached per-image maximum of the map (`open_cache`), among the rows
@@ -333,8 +333,9 @@ def deconvolve_top(run, layer=None, top: int = 9, maps="all", rule: str = "decon
     arrays over (maps M, top k): `projection` (M, k, H, W) float32 = activation x unit
     projection (Zeiler–Fergus keep the activation's value; a zero activation projects to zero),
     `image_index` (M, k) into the dataset order, `activation` (M, k), `position` (M, k, 2)
-    (row, col) on the layer, `rf_box` (M, k, 4) (`ReceptiveField.boxes`), `maps` (M,); and the
-    scalars `layer`, `split` and `path` ('fast-rf' or 'general').
+    (row, col) on the layer, `rf_box` (M, k, 4) (`ReceptiveField.boxes` of `field`, the layer's
+    receptive field, measured when not given), `maps` (M,); and the scalars `layer`, `split` and
+    `path` ('fast-rf' or 'general').
     """
     from interpret.cache import open_cache
 
@@ -363,7 +364,7 @@ def deconvolve_top(run, layer=None, top: int = 9, maps="all", rule: str = "decon
         "image_index": image_index.astype(np.int64),
         "activation": activation.astype(np.float32),
         "position": position,
-        "rf_box": layer_field(run, name).boxes(position, (height, width)),
+        "rf_box": (field or layer_field(run, name)).boxes(position, (height, width)),
         "maps": chosen,
         "layer": name,
         "split": split_used,
@@ -396,10 +397,11 @@ def run_deconv(run, *, layer=None, top: int = 9, maps="all", rule: str = "deconv
 
     from interpret.cache import fingerprints
 
-    result = deconvolve_top(run, layer=layer, top=top, maps=maps, rule=rule, split=split)
-    name = result.pop("layer")
-    attrs = {"split": result.pop("split"), "path": result.pop("path")}
+    name = choose_layer(run.model, layer)
     field = layer_field(run, name)
+    result = deconvolve_top(run, layer=name, top=top, maps=maps, rule=rule, split=split, field=field)
+    result.pop("layer")
+    attrs = {"split": result.pop("split"), "path": result.pop("path")}
     folder = Path(run.path) / "deconv"
     path = deconv_path(run, name)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
