@@ -110,6 +110,9 @@ def test_the_whole_pipeline_runs_on_the_imported_model(imported, monkeypatch):
     assert layers["features.4"].shape == (8, 16, 16) and layers["features.4"].path == "fast-rf"
     assert layers["features.4"].field.size == (8, 8) and layers["features.4"].field.stride == (2, 2)
 
+    with pytest.raises(InterpretError, match="head.2"):  # a (B, classes) output is not a map
+        run_cache(run, layer="head.2")
+    assert hook_count(model) == 0
     cache = run_cache(run, layer="features.4")
     assert cache.path == imported / "activations" / "features.4.h5" and cache.n_maps == 8
     assert hook_count(model) == 0
