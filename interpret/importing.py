@@ -177,6 +177,8 @@ def import_model(model: str, out, data: str = "synthetic", weights=None, input_s
         model_entry = {"factory": str(path), "factory_sha256": sha256_file(path), "name": name}
     else:
         network, spec, class_list = load_pretrained(model)
+        if input_size is not None and input_size != spec.size:
+            raise InterpretError(f"--model {model} takes {spec.size}x{spec.size} input; drop --input-size {input_size}")
         class_list = [c.strip() for c in classes.split(",")] if classes else list(class_list)
         where = model
         model_entry = {"pretrained": model}
