@@ -21,10 +21,11 @@ app = typer.Typer(
 
 @app.callback()
 def _main():
-    """The command line draws figures into files only: it picks matplotlib's non-GUI backend."""
+    # The command line draws figures into files only: it picks matplotlib's non-GUI backend.
     import matplotlib
 
     matplotlib.use("Agg")
+
 
 LAYER_HELP = "Layer: a module name as `interpret layers` lists it (relu3, features.4), or a number the architecture declares (3 = relu3 for zhu2019); default: the architecture's last numbered layer"
 DATA_HELP = "'synthetic' (the embedded default) or a dataset path: CK+ tree, fer2013.csv, FER+ folder, JAFFE, folder per class"
