@@ -2,7 +2,8 @@
 
 The weights are re-initialised from the top down, cumulatively: first the head (every module
 with parameters that runs after the analysed layer, e.g. `out`, `fc`), then each module with
-parameters at or below the layer from the top (relu3 of zhu2019: conv3, conv2, conv1), each with
+parameters at or below the layer from the top (relu3 of zhu2019: conv3, conv2, conv1; a
+BatchNorm goes with the conv before it), each with
 the model's own initialisation (a fresh model, `runs.fresh_model`, built from a stream derived
 from `seed`, never the training's own starting weights). At every stage the SAME
 seeds (the strongest top-1 activation of `n_seeds` maps of the analysed layer, with its image
@@ -54,21 +55,34 @@ ALPHA = 0.05
 _STREAM = 0x5A17
 #: Seeds drawn in the cascade figure.
 FIGURE_SEEDS = 3
+#: Normalization modules, re-initialised together with the layer before them.
+_NORMS = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm,
+          torch.nn.modules.instancenorm._InstanceNorm)
 
 
 def cascade_stages(model, layer: str, x: torch.Tensor) -> list[dict]:
     """Stages from the top down: name, label, the modules re-initialised so far (cumulative),
-    and whether they can change a projection of `layer` (they run before its output, for batch `x`)."""
+    and whether they can change a projection of `layer` (they run before its output, for batch `x`).
+
+    A normalization module (BatchNorm, GroupNorm, ...) is re-initialised with the module with
+    parameters that ran just before it (its conv): one stage per layer, not per module."""
     order = [name for name, _ in trace(model, x)]
     weighted = [name for name in order if any(True for _ in model.get_submodule(name).parameters(recurse=False))]
     cut = order.index(layer)
-    below = [name for name in weighted if order.index(name) <= cut]
-    head = [name for name in weighted if order.index(name) > cut][::-1]
+    groups: list[list[str]] = []
+    for name in weighted:
+        if groups and isinstance(model.get_submodule(name), _NORMS) and order.index(groups[-1][0]) <= cut \
+                and order.index(name) <= cut:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    below = [g for g in groups if order.index(g[0]) <= cut]
+    head = [name for g in groups if order.index(g[0]) > cut for name in g][::-1]
     stages = [{"name": "trained", "label": "trained", "randomized": [], "can_change": False}]
     if head:
         stages.append({"name": "head", "label": "+ head", "randomized": head, "can_change": False})
-    for name in below[::-1]:
-        stages.append({"name": name, "label": f"+ {name}", "randomized": stages[-1]["randomized"] + [name],
+    for group in below[::-1]:
+        stages.append({"name": group[0], "label": f"+ {group[0]}", "randomized": stages[-1]["randomized"] + group,
                        "can_change": True})
     return stages
 

@@ -178,3 +178,14 @@ def test_seeds_come_from_the_cache_without_a_deconv_file(small_run, tmp_path):
     key = lambda seeds: [(s["map"], s["image_index"], s["y"], s["x"]) for s in seeds]  # noqa: E731
     assert key(from_cache) == key(from_deconv)
     assert [s["activation"] for s in from_cache] == pytest.approx([s["activation"] for s in from_deconv], rel=1e-5)
+
+
+def test_a_batchnorm_is_randomized_with_its_conv():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Conv2d(4, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)).eval()
+    stages = cascade_stages(model, "5", torch.zeros(1, 1, 10, 10))
+    assert [s["name"] for s in stages] == ["trained", "head", "3", "0"]
+    assert [s["randomized"] for s in stages[1:]] == [["7"], ["7", "3", "4"], ["7", "3", "4", "0", "1"]]
+    # a layer between a conv and its BatchNorm: the BatchNorm runs after it, so it is head
+    assert cascade_stages(model, "3", torch.zeros(1, 1, 10, 10))[1]["randomized"] == ["7", "4"]
