@@ -38,7 +38,8 @@ class ReceptiveField:
     """Per axis (rows, cols): unit (y, x) sees rows stride[0] * y + offset[0] ... + size[0] - 1.
 
     `clipped`: the unit's support reached the border of the largest input tried (a global
-    layer); size is then the input's extent and stride 0 where the map has one unit.
+    layer): every unit is then taken to see the whole input (size = the input's extent,
+    stride 0, offset 0).
     """
 
     size: tuple[int, int]
@@ -59,7 +60,7 @@ class ReceptiveField:
             return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
 
         if self.clipped:
-            return f"whole input (>= {axis(self.size)})"
+            return "whole input"
         return f"{axis(self.size)} px, stride {axis(self.stride)}, offset {axis(self.offset)}"
 
 
@@ -130,8 +131,8 @@ def receptive_field(model: nn.Module, layer, input_shape) -> ReceptiveField:
                 break  # the model refuses larger inputs before this layer: keep the last measurement
             measured = _measure(out, x)
             if not measured.clipped:
-                break
-    return measured
+                return measured
+    return ReceptiveField((height, width), (0, 0), (0, 0), clipped=True)
 
 
 def _measure(out: torch.Tensor, x: torch.Tensor) -> ReceptiveField:

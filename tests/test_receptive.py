@@ -61,7 +61,8 @@ def test_strided_batchnorm_dilated_and_asymmetric_geometry():
     assert (field.size, field.stride, field.offset) == ((15, 15), (4, 4), (-7, -7))
     field = receptive_field(model, "6", (3, 40, 40))
     assert (field.size, field.stride, field.offset) == ((15, 23), (4, 4), (-7, -11))
-    assert receptive_field(model, "7", (3, 40, 40)).clipped  # global pooling sees the whole input
+    whole = receptive_field(model, "7", (3, 40, 40))  # global pooling sees the whole input
+    assert whole.clipped and whole.boxes(np.array([0, 0]), (40, 40)).tolist() == [0, 0, 40, 40]
 
 
 def test_no_hook_is_left_also_after_an_error():
