@@ -4,7 +4,8 @@
 order): `max` (N, C) float32, each image's maximum of each map of the layer's output (captured
 with `interpret.layers.layer_output`); `argmax` (N, C, 2)
 int32, its (row, col) on the map (the first maximum in row-major order; (0, 0) for an all-zero
-map); `map_shape` attribute (H, W); `emotion` (N,) class index (-1 unlabelled), `aus` (N, A) uint8 presence, `au_codes` (A,),
+map); `map_shape` attribute (H, W); `emotion` (N,) class index (-1 unlabelled), `aus` (N, A)
+uint8 presence, `au_codes` (A,),
 `subject`, `sequence` (N,) str, `frame` (N,) int64, `split` (N,) str; with ``store_maps=True`` also
 `maps` (N, C, H, W) float16, one image per chunk, lzf-compressed (values above float16's
 range saturate, with a warning). Its attributes fingerprint

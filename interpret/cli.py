@@ -27,7 +27,8 @@ def _main():
     matplotlib.use("Agg")
 
 
-LAYER_HELP = "Layer: a module name as `interpret layers` lists it (relu3, features.4), or a number the architecture declares (3 = relu3 for zhu2019); default: the architecture's last numbered layer"
+LAYER_HELP = ("Layer: a module name as `interpret layers` lists it (relu3, features.4), or a number the "
+              "architecture declares (3 = relu3 for zhu2019); default: the architecture's last numbered layer")
 DATA_HELP = "'synthetic' (the embedded default) or a dataset path: CK+ tree, fer2013.csv, FER+ folder, JAFFE, folder per class"
 
 

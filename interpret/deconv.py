@@ -222,7 +222,8 @@ def project_fast(model, layer, images, seeds, rule: str = "deconvnet", owner=Non
     # seeds of one window side by side, so that chunks share forward passes
     order = torch.argsort((owner * top_side + y) * top_side + x, stable=True)
     out = torch.empty(len(seeds), side, side, device=device)
-    flags = torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if device.type == "cuda" else contextlib.nullcontext()
+    flags = (torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if device.type == "cuda"
+             else contextlib.nullcontext())
     with torch.no_grad(), flags:
         for lo in range(0, len(seeds), CHUNK):
             i = order[lo:lo + CHUNK]
@@ -270,7 +271,8 @@ def _project_chunk(levels, images, owner, c, y, x, rule):
     pad = first.size
     rows, cols, _, _ = _grid(first, y, x)
     canvas = torch.zeros(len(c), side + 2 * pad, side + 2 * pad, device=images.device)
-    canvas[torch.arange(len(c), device=c.device)[:, None, None], rows[:, :, None] + pad, cols[:, None, :] + pad] = s.sum(1)
+    seed_index = torch.arange(len(c), device=c.device)[:, None, None]
+    canvas[seed_index, rows[:, :, None] + pad, cols[:, None, :] + pad] = s.sum(1)
     return canvas[:, pad:pad + side, pad:pad + side]
 
 

@@ -101,7 +101,8 @@ def default_layer(model: nn.Module) -> str:
     """The layer a step analyses when `--layer` is not given: the architecture's highest numbered one."""
     shorthands = layer_shorthands(model)
     if not shorthands:
-        raise InterpretError("this model declares no default layer: give --layer NAME (list them with `interpret layers`)")
+        raise InterpretError("this model declares no default layer: give --layer NAME "
+                             "(list them with `interpret layers`)")
     return shorthands[max(shorthands)]
 
 

@@ -142,7 +142,8 @@ def _measure(out: torch.Tensor, x: torch.Tensor) -> ReceptiveField:
     first = _support(torch.autograd.grad(out[0, 0, y, c], x, retain_graph=True)[0])
     second = _support(torch.autograd.grad(out[0, 0, min(y + 1, h - 1), min(c + 1, w - 1)], x)[0])
     size, stride, offset, clipped = [], [], [], False
-    for axis, (lines, next_lines, units, centre) in enumerate(((first[0], second[0], h, y), (first[1], second[1], w, c))):
+    axes = ((first[0], second[0], h, y), (first[1], second[1], w, c))
+    for axis, (lines, next_lines, units, centre) in enumerate(axes):
         extent = x.shape[2 + axis]
         if len(lines) == 0:
             raise ValueError("the unit does not depend on the input (a constant layer)")

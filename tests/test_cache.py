@@ -9,8 +9,8 @@ from interpret import cache as cache_mod
 from interpret.cache import build_cache, cache_path, open_cache, read_cache
 from interpret.errors import InterpretError
 from interpret.io import sha256_file
-from interpret.models import build_model, stage
-from interpret.runs import RunDataset, load_run, save_checkpoint, write_config
+from interpret.models import stage
+from interpret.runs import RunDataset
 
 
 @pytest.fixture(scope="module")

@@ -178,10 +178,12 @@ def test_errors_are_one_line_naming_the_file(user_files, tmp_path):
         (["--model", f"{model_file}:nope"], f"{model_file}: defines no factory 'nope'"),
         (["--model", f"{model_file}:not_a_model"], "returned int, not a torch.nn.Module"),
         (["--model", f"{tmp_path / 'broken.py'}:build"], f"{tmp_path / 'broken.py'}:3: cannot be run: SyntaxError"),
-        (["--model", f"{model_file}:build_two", "--weights", str(tmp_path / "none.pt")], "none.pt: weights file not found"),
+        (["--model", f"{model_file}:build_two", "--weights", str(tmp_path / "none.pt")],
+         "none.pt: weights file not found"),
         (["--model", f"{model_file}:build", "--weights", str(tmp_path / "pickled.pt")], "refusing to load"),
         (["--model", f"{model_file}:build_two"], f"{model_file}: output width 2 differs from the 3 classes"),
-        (["--model", f"{model_file}:build", "--input-size", "40"], f"{model_file}: the model rejects a (2, 3, 40, 40) input"),
+        (["--model", f"{model_file}:build", "--input-size", "40"],
+         f"{model_file}: the model rejects a (2, 3, 40, 40) input"),
         (["--model", "no-such-pretrained"], "no-such-pretrained"),
     ]
     for i, (override, words) in enumerate(cases):
