@@ -11,20 +11,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from interpret import load_run  # noqa: E402
-from interpret.aumap import au_map  # noqa: E402
+from interpret.aumap import run_au_map  # noqa: E402
 from interpret.facs import au_name  # noqa: E402
 from interpret.io import atomic_path  # noqa: E402
 
 
 def aumap_results(run_dir, codes, permutations: int = 1000) -> dict:
-    """{'AU01': result} for the AUs of `codes` the run's data labels; runs `au_map` for missing ones."""
+    """{'AU01': result} for the AUs of `codes` the run's data labels; runs `run_au_map` on relu3 (the
+    paper's conv3) for missing ones."""
     run = load_run(run_dir)
     labelled = set(int(a) for a in run.dataset.faceset.au_codes[run.dataset.au_presence.any(0)])
     wanted = [c for c in codes if c in labelled]
     folder = Path(run_dir) / "aumap"
     missing = [c for c in wanted if not (folder / f"{au_name(c)}.json").is_file()]
     if missing:
-        au_map(run, aus=",".join(map(str, missing)), permutations=permutations)
+        run_au_map(run, layer="relu3", aus=",".join(map(str, missing)), permutations=permutations)
     return {au_name(c): json.loads((folder / f"{au_name(c)}.json").read_text()) for c in wanted}
 
 

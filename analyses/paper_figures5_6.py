@@ -33,7 +33,7 @@ def main(run_dir: str) -> None:
             ax.legend(fontsize=7, loc="upper right")
         ax.set_title(f"{name}: best map {best}, D={d[best]:.3g}, next {second:.3g}, p_family={r['p_family']:.3g}",
                      fontsize=9)
-        ax.set_xlabel("conv3 map")
+        ax.set_xlabel("relu3 map (the paper's conv3)")
         ax.set_ylabel("D")
         print(f"  {best_line(r)}; best/second = {d[best] / second:.2f}" if second > 0 else f"  {best_line(r)}")
     missing = [f"AU{a:02d}" for a in PAPER_AUS if f"AU{a:02d}" not in results]

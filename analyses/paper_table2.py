@@ -19,9 +19,9 @@ PAPER_AUS = (1, 16, 6, 26, 2, 27)
 def main(run_dir: str) -> None:
     run_dir = Path(run_dir)
     results = aumap_results(run_dir, PAPER_AUS)
-    sheets = run_dir / "deconv" / "conv3"
+    sheets = run_dir / "deconv" / "relu3"
     if not all((sheets / f"map_{r['best_map']:03d}.png").is_file() for r in results.values()):
-        run_deconv(load_run(run_dir), layer=3, top=9, maps=",".join(str(r["best_map"]) for r in results.values()))
+        run_deconv(load_run(run_dir), layer="relu3", top=9, maps=",".join(str(r["best_map"]) for r in results.values()))
     out = run_dir / "analyses"
     image_grid([(sheets / f"map_{r['best_map']:03d}.png", f"{name}: map {r['best_map']}")
                 for name, r in results.items()], out / "table2.png", columns=1)

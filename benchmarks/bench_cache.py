@@ -1,13 +1,13 @@
 """Benchmark the activation cache: throughput against a bare forward pass, and peak memory against N.
 
 For each N a fresh process builds a run of N images (synthetic faces, repeated to reach N) and
-times `build_cache` (with and without the full maps) against the bare forward pass to relu{L}
+times `build_cache` (with and without the full maps) against the bare forward pass to the layer
 over the same batches (the least work a cache can do), then measures the memory the cache
 build adds on top of what the process already holds (model and dataset): the peak of the
 resident set size, sampled every 5 ms, minus its value before the build, and tracemalloc's peak
 of Python/numpy allocations. Memory that did not grow with N is the streaming contract.
 
-    python benchmarks/bench_cache.py [--sizes 500,1000,2000] [--layer 3]
+    python benchmarks/bench_cache.py [--sizes 500,1000,2000] [--layer relu3]
 
 Measured (2026-11-21, shared 2-core AMD EPYC VM under a load average of about 10 from other
 jobs, so the timings are noisy) by `PYTHONPATH=. python benchmarks/bench_cache.py --sizes 500,1000,2000`:
@@ -85,9 +85,10 @@ def make_run(folder: Path, n: int):
                device=torch.device("cpu"))
 
 
-def measure(n: int, layer: int) -> dict:
+def measure(n: int, layer: str) -> dict:
     """One N, in this process: timings and memory (JSON on stdout)."""
-    from interpret.cache import build_cache, relu_output
+    from interpret.cache import build_cache
+    from interpret.layers import layer_output
 
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp), n)
@@ -96,7 +97,7 @@ def measure(n: int, layer: int) -> dict:
         def bare(stop=n):
             with torch.inference_mode():
                 for start in range(0, stop, 128):
-                    relu_output(run.model, layer, run.dataset.images(start, min(start + 128, stop))).amax((2, 3))
+                    layer_output(run.model, layer, run.dataset.images(start, min(start + 128, stop))).amax((2, 3))
 
         bare(128)  # warm-up
         out = {"n": n}
@@ -109,7 +110,7 @@ def measure(n: int, layer: int) -> dict:
             tracemalloc.start()
             start, cpu = time.perf_counter(), time.process_time()
             with PeakRSS() as peak:
-                path = build_cache(run, layer=layer, maps=maps)
+                path = build_cache(run, layer=layer, store_maps=maps)
             out[f"{key}_s"], out[f"{key}_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
             out[f"{key}_traced_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
@@ -122,13 +123,13 @@ def measure(n: int, layer: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500,1000,2000")
-    parser.add_argument("--layer", type=int, default=3)
+    parser.add_argument("--layer", default="relu3", help="module name or declared number")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(measure(args.child, args.layer)))
         return
-    print(f"conv{args.layer}, batch 128, torch threads {torch.get_num_threads()}, "
+    print(f"{args.layer}, batch 128, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}; memory = peak added by build_cache over the process before it")
     print("| N | bare forward s | cache s (ratio) | cache+maps s (ratio) | peak RSS added MB (max / +maps) "
           "| process peak RSS MB | tracemalloc peak MB (max / +maps) | file MB (max / +maps) |")

@@ -9,7 +9,7 @@ extrapolated to all of them (stated in the row). Disagreement: max |ours - captu
 over the checked seeds, absolute and relative to each projection's max |.|. Wall and
 process-CPU seconds are both given (CPU time is robust to other load on the machine).
 
-    python benchmarks/bench_deconv.py --run RUN [--layer 3] [--top 9] [--captum-seeds 64] [--device cpu]
+    python benchmarks/bench_deconv.py --run RUN [--layer relu3] [--top 9] [--captum-seeds 64] [--device cpu]
 
 Measured (2026-11-21, shared 2-core AMD EPYC VM under a load average of about 7 from other
 jobs, torch 2.13 CPU, 2 threads) on a run trained with
@@ -48,7 +48,7 @@ def timed(func, *args, **kwargs):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a trained run directory")
-    parser.add_argument("--layer", type=int, default=3)
+    parser.add_argument("--layer", default="relu3", help="module name or declared number")
     parser.add_argument("--top", type=int, default=9)
     parser.add_argument("--captum-seeds", type=int, default=64)
     parser.add_argument("--device", default="cpu")
@@ -58,11 +58,13 @@ def main() -> None:
 
     from interpret.cache import build_cache
     from interpret.deconv import run_deconv
+    from interpret.layers import get_module
     from interpret.runs import load_run
 
     run = load_run(args.run, device=args.device)
     _, cache_wall, cache_cpu = timed(build_cache, run, layer=args.layer)
-    path, job_wall, job_cpu = timed(run_deconv, run, layer=args.layer, top=args.top)
+    result, job_wall, job_cpu = timed(run_deconv, run, layer=args.layer, top=args.top)
+    path = result.path
     with h5py.File(path, "r") as h5:
         projection = h5["projection"][()].reshape(-1, *h5["projection"].shape[2:])
         image_index = h5["image_index"][()].ravel()
@@ -72,7 +74,7 @@ def main() -> None:
     n_seeds = len(maps)
     chosen = np.linspace(0, n_seeds - 1, min(args.captum_seeds, n_seeds)).round().astype(int)
     images = run.dataset.images(0, len(run.dataset)).to(run.device)
-    attr = NeuronDeconvolution(run.model, getattr(run.model, f"relu{args.layer}"))
+    attr = NeuronDeconvolution(run.model, get_module(run.model, args.layer))
     warnings.simplefilter("ignore")
     attr.attribute(images[:1].clone(), neuron_selector=(0, 0, 0))  # warm-up
     reference = []
@@ -80,7 +82,7 @@ def main() -> None:
     for i in chosen:
         seed = (int(maps[i]), int(position[i, 0]), int(position[i, 1]))
         image = images[int(image_index[i])][None].clone()
-        reference.append(attr.attribute(image, neuron_selector=seed)[0, 0].detach().cpu().numpy())
+        reference.append(attr.attribute(image, neuron_selector=seed)[0].sum(0).detach().cpu().numpy())
     loop_wall = (time.perf_counter() - start) * n_seeds / len(chosen)
     loop_cpu = (time.process_time() - cpu) * n_seeds / len(chosen)
     reference = np.stack(reference) * activation[chosen, None, None]
@@ -89,7 +91,7 @@ def main() -> None:
     scale = np.maximum(np.abs(ours), np.abs(reference)).reshape(len(chosen), -1).max(1)
     relative = np.max(diff / np.maximum(scale, 1e-30))
 
-    print(f"run {args.run}: {len(run.dataset)} images, conv{args.layer}, {n_seeds} seeds "
+    print(f"run {args.run}: {len(run.dataset)} images, {result.layer} ({result.projection_path} path), {n_seeds} seeds "
           f"({n_seeds // args.top} maps x top {args.top}); device {run.device}; torch threads "
           f"{torch.get_num_threads()}; {platform.processor() or platform.machine()}; "
           f"load average {os.getloadavg()[0]:.1f}")

@@ -16,7 +16,8 @@ min(n, |S|, |S^c|) pairs are summed. Maps are numbered from 0.
 Beyond the paper (`au_statistics`): a sequence-level permutation null (family-wise p for the
 best map, per-map p with Benjamini–Hochberg q), AUROC of every map over all images, the AU
 co-occurrence table and the best map re-scored with the most co-occurring AU held out, and the
-winner's stability over subject bootstraps. `au_map` adds deconvolution localization, writes
+winner's stability over subject bootstraps. `run_au_map` adds deconvolution localization
+(read from the deconvolution step's file when it holds the maps, else computed), writes
 ``RUN/aumap/`` and draws the paper-style figures.
 
 Per-frame AU labels (DISFA, BP4D, OpenFace / py-feat: AUs come and go within a sequence) get
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +189,7 @@ def _rank_of(values, index) -> int:
 
 def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int = 9,
                   permutations: int = 1000, bootstrap: int = 200, seed: int = 0,
-                  layer: int | None = None, known=None, unit: str = "sequence") -> dict[str, dict]:
+                  layer: str | None = None, known=None, unit: str = "sequence") -> dict[str, dict]:
     """Distance, ranking, permutation null, AUROC, confound and stability for each AU in `codes`.
 
     Plain arrays: maxima (N, C) per-image maxima, aus (N, A) presence with columns `au_codes`,
@@ -334,11 +336,25 @@ def _held_out(ranked, present_all, au_codes, a, others, best, n, eps, known_all)
             "best_map_held_out": None, "other_au_without_this": None}
 
 
-def localization(projection, image_index, rf_box, landmarks, au: int, crop_size: int) -> dict:
+def input_frame(image: np.ndarray, size: int, resize: int | None = None) -> np.ndarray:
+    """A face-crop-sized 2-D array in network-input coordinates, as `transforms.evaluate` maps
+    the face: area-resized to `resize` (if given and different), then its centre size x size."""
+    if resize is not None and resize != image.shape[-1]:
+        import torch
+        import torch.nn.functional as F
+
+        tensor = torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None]
+        image = F.interpolate(tensor, size=(resize, resize), mode="area")[0, 0].numpy()
+    o = (image.shape[-1] - size) // 2
+    return np.asarray(image)[o:o + size, o:o + size]
+
+
+def localization(projection, image_index, rf_box, landmarks, au: int, crop_size: int,
+                 resize: int | None = None) -> dict:
     """How much of a map's deconvolution energy falls in the AU's region, against area.
 
-    projection (k, H, W) of images `image_index` (k,) in network-input coordinates (the centre
-    H×W of the crop_size² crop, whose `landmarks` (N, 68, 2) are given); rf_box (k, 4) (top,
+    projection (k, H, W) of images `image_index` (k,) in network-input coordinates (`input_frame`
+    of the crop_size² crop, whose `landmarks` (N, 68, 2) are given); rf_box (k, 4) (top,
     left, bottom, right), bottom/right exclusive. energy_share = Σ|P|·mask / Σ|P| over all k;
     area_share = each image's mask area fraction weighted by its energy the same way; ratio =
     energy_share / area_share; rf_share = Σ |box ∩ mask| / Σ |box|. Undefined shares (no
@@ -346,9 +362,8 @@ def localization(projection, image_index, rf_box, landmarks, au: int, crop_size:
     """
     projection = np.abs(np.asarray(projection, dtype=np.float64))
     k, H, W = projection.shape
-    o = (crop_size - H) // 2
-    masks = np.stack([region_mask(landmarks[int(i)], au, (crop_size, crop_size))[o:o + H, o:o + W]
-                      for i in np.asarray(image_index)])
+    masks = np.stack([input_frame(region_mask(landmarks[int(i)], au, (crop_size, crop_size)).astype(np.float64),
+                                  H, resize) >= 0.5 for i in np.asarray(image_index)])
     energy = projection.sum(axis=(1, 2))
     total = energy.sum()
     area = masks.mean(axis=(1, 2))
@@ -369,20 +384,31 @@ def localization(projection, image_index, rf_box, landmarks, au: int, crop_size:
     }
 
 
-def au_map(run, aus="1", layer: int = 3, n: int = 9, permutations: int = 1000, bootstrap: int = 200,
-           seed: int = 0) -> dict[str, dict]:
+@dataclass(frozen=True)
+class AuMapResult:
+    """What `run_au_map` wrote: the folder, the layer, the JSON dict of each AU."""
+
+    folder: Path
+    layer: str
+    results: dict[str, dict]
+
+
+def run_au_map(run, *, layer=None, aus="all", n: int = 9, k: int = 9, permutations: int = 1000,
+               bootstrap: int = 200, seed: int = 0) -> AuMapResult:
     """`interpret au-map`: score every map of `layer` for each AU in `aus`, write ``RUN/aumap/``.
 
-    With 'all', AUs present in no cached image (or in every one) are skipped with a warning;
-    naming such an AU is an error. Writes ``AUxx.json``, ``AUxx_distance.png``, ``AUxx_best.png``
-    per AU, merges the AUs into ``distances.csv`` and writes the image-level ``cooccurrence.csv``.
-    Returns the JSON dicts by AU.
+    `n`: the top-n activations per set in the distance; `k`: the top-k deconvolutions of a map
+    its localization uses. With 'all', AUs present in no cached image (or in every one) are
+    skipped with a warning; naming such an AU is an error. Writes ``AUxx.json``,
+    ``AUxx_distance.png``, ``AUxx_best.png`` per AU, merges the AUs into ``distances.csv`` and
+    writes the image-level ``cooccurrence.csv``.
     """
     cache = _load_cache(run, layer)
     if len(cache["au_codes"]) == 0:
         raise InterpretError(f"{run.path}: the run's data has no AU labels (its images carry emotion labels "
                              "only); au-map needs AU-labelled data such as CK+ or the synthetic faces")
     known, unit, label_options = _label_structure(run.dataset.faceset, cache)
+    layer = cache["layer"]
     text = aus if isinstance(aus, str) else ",".join(str(a) for a in aus)
     codes = parse_au_list(text, cache["au_codes"])
     if text.strip().lower() == "all":
@@ -402,22 +428,23 @@ def au_map(run, aus="1", layer: int = 3, n: int = 9, permutations: int = 1000, b
                              f"data {len(faceset.images)}; rebuild the cache")
     results = au_statistics(cache["max"], cache["aus"], cache["au_codes"], cache["sequence"],
                             cache["frame"], cache["subject"], codes, n=n, permutations=permutations,
-                            bootstrap=bootstrap, seed=seed, layer=int(layer), known=known, unit=unit)
+                            bootstrap=bootstrap, seed=seed, layer=layer, known=known, unit=unit)
     for res in results.values():
         res["labels"] = label_options
     out = Path(run.path) / "aumap"
     maps = {res[key] for res in results.values() for key in ("best_map", "auroc_map")}
-    deconvs = _deconvolve(run, layer, sorted(maps), n)
+    deconvs = _deconvolve(run, layer, sorted(maps), k)
+    resize = run.dataset.spec.resize
     for name, res in results.items():
         deconv = deconvs[res["best_map"]]
-        res["localization"] = _localize(deconv, faceset, res["au_code"])
-        res["auroc_map_localization"] = _localize(deconvs[res["auroc_map"]], faceset, res["au_code"])
+        res["localization"] = _localize(deconv, faceset, res["au_code"], resize)
+        res["auroc_map_localization"] = _localize(deconvs[res["auroc_map"]], faceset, res["au_code"], resize)
         write_json(out / f"{name}.json", res)
         plot_distance(out / f"{name}_distance.png", res)
-        plot_best(out / f"{name}_best.png", res, deconv, faceset)
+        plot_best(out / f"{name}_best.png", res, deconv, faceset, resize)
     write_distances(out / "distances.csv", results.values())
     write_cooccurrence(out / "cooccurrence.csv", cache["aus"], cache["au_codes"])
-    return results
+    return AuMapResult(folder=out, layer=layer, results=results)
 
 
 def _label_structure(faceset, cache) -> tuple[np.ndarray, str, dict]:
@@ -440,30 +467,36 @@ def _label_structure(faceset, cache) -> tuple[np.ndarray, str, dict]:
     return intensity != UNKNOWN, unit, dict(faceset.label_options)
 
 
-def _load_cache(run, layer: int) -> dict:
-    """The arrays of the run's activation cache (`interpret.cache.open_cache`, built if missing)."""
+def _load_cache(run, layer) -> dict:
+    """The arrays of the run's activation cache (`interpret.cache.open_cache`, built if missing)
+    and the resolved `layer` name."""
     from interpret.cache import open_cache
 
     cache = open_cache(run, layer)
     names = ("max", "aus", "au_codes", "subject", "sequence", "frame")
-    return {name: np.asarray(getattr(cache, name)) for name in names}
+    return {"layer": cache.layer, **{name: np.asarray(getattr(cache, name)) for name in names}}
 
 
-def _deconvolve(run, layer: int, maps: list[int], k: int) -> dict[int, dict]:
-    """Top-k deconvolutions of each map (one `interpret.deconv.deconvolve_top` call), by map."""
-    from interpret.deconv import deconvolve_top
+def _deconvolve(run, layer: str, maps: list[int], k: int) -> dict[int, dict]:
+    """Top-k deconvolutions of each map, by map: read from ``RUN/deconv/<layer>.h5`` when the
+    deconvolution step made it from this model and it holds them, else one
+    `interpret.deconv.deconvolve_top` call."""
+    from interpret.deconv import deconvolve_top, read_deconv
 
+    stored = read_deconv(run, layer, maps, k)
+    if stored is not None:
+        return stored
     result = deconvolve_top(run, layer, k, maps=maps)
     keys = ("projection", "image_index", "rf_box")
     return {int(m): {key: np.asarray(result[key])[i] for key in keys} for i, m in enumerate(result["maps"])}
 
 
-def _localize(deconv: dict, faceset, au: int) -> dict:
+def _localize(deconv: dict, faceset, au: int, resize: int | None) -> dict:
     if faceset.landmarks is None:
         return {"note": "the data has no landmarks, so no AU region"}
     try:
         return localization(deconv["projection"], deconv["image_index"], deconv["rf_box"],
-                            faceset.landmarks, au, faceset.images.shape[-1])
+                            faceset.landmarks, au, faceset.images.shape[-1], resize)
     except InterpretError as err:
         return {"note": str(err)}
 
@@ -487,7 +520,7 @@ def write_distances(path, results) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=header, restval="")
             writer.writeheader()
-            for key in sorted(rows, key=lambda k: (int(k[0][2:]), int(k[1]))):
+            for key in sorted(rows, key=lambda k: (int(k[0][2:]), k[1])):
                 writer.writerow({h: rows[key].get(h, "") for h in header})
 
 
@@ -505,14 +538,12 @@ def write_cooccurrence(path, aus, au_codes) -> None:
 
 def plot_distance(path, res: dict) -> None:
     """Paper Figure 5 style: D over map index, the best map marked, the family-wise 5% line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     distance = np.asarray(res["distance"])
     best = res["best_map"]
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    ax = fig.subplots()
     ax.bar(np.arange(len(distance)), distance, width=1.0, color="0.55")
     ax.bar([best], [distance[best]], width=1.0, color="tab:red")
     ax.annotate(f"map {best}", (best, distance[best]), textcoords="offset points", xytext=(4, 2),
@@ -522,38 +553,35 @@ def plot_distance(path, res: dict) -> None:
                    label="95% of permutation max (family-wise 5%)")
         ax.legend(loc="upper right", fontsize=8, frameon=False)
     ax.set_xlim(-1, len(distance))
-    ax.set_xlabel(f"conv{res['layer']} map (from 0)")
+    ax.set_xlabel(f"{res['layer']} map (from 0)")
     ax.set_ylabel("distance D")
     ax.set_title(f"{res['au']}: best map {best}, D = {distance[best]:.3g}, "
                  f"p_family = {res['p_family']:.3g}, AUROC = {res['best_auroc']:.2f}", fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
-def plot_best(path, res: dict, deconv: dict, faceset) -> None:
+def plot_best(path, res: dict, deconv: dict, faceset, resize: int | None = None) -> None:
     """Paper Figure 6 style: the best map's top deconvolutions over the images with the AU region."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
     projection = np.asarray(deconv["projection"], dtype=np.float64)
     k, H, W = projection.shape
-    o = (faceset.images.shape[-1] - H) // 2
-    fig, axes = plt.subplots(2, k, figsize=(1.4 * k, 3.2), squeeze=False)
+    fig = Figure(figsize=(1.4 * k, 3.2))
+    axes = fig.subplots(2, k, squeeze=False)
     for j in range(k):
         idx = int(deconv["image_index"][j])
         p = projection[j]
         span = p.max() - p.min()
         axes[0, j].imshow((p - p.min()) / span if span > 0 else p, cmap="gray")
-        axes[1, j].imshow(faceset.images[idx][o:o + H, o:o + W], cmap="gray", vmin=0, vmax=255)
+        axes[1, j].imshow(input_frame(faceset.images[idx], H, resize), cmap="gray", vmin=0, vmax=255)
         if faceset.landmarks is not None:
             try:
                 mask = region_mask(faceset.landmarks[idx], res["au_code"], faceset.images.shape[1:])
-                axes[1, j].contour(mask[o:o + H, o:o + W], levels=[0.5], colors="tab:red", linewidths=1)
+                axes[1, j].contour(input_frame(mask.astype(np.float64), H, resize), levels=[0.5], colors="tab:red",
+                                   linewidths=1)
             except InterpretError:
                 pass
         top, left, bottom, right = np.asarray(deconv["rf_box"][j], dtype=float)
@@ -567,11 +595,10 @@ def plot_best(path, res: dict, deconv: dict, faceset) -> None:
     axes[1, 0].set_ylabel("image, region", fontsize=8)
     loc = res.get("localization") or {}
     extra = f", energy in region x{loc['ratio']:.2f} of area" if loc.get("ratio") is not None else ""
-    fig.suptitle(f"{res['au']}: conv{res['layer']} map {res['best_map']}{extra}", fontsize=9)
+    fig.suptitle(f"{res['au']}: {res['layer']} map {res['best_map']}{extra}", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def format_table(results: dict) -> str:

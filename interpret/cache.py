@@ -1,14 +1,16 @@
-"""Per-image activation maxima of one conv layer, cached in HDF5 beside the run.
+"""Per-image activation maxima of one layer (by module name), cached in HDF5 beside the run.
 
-``RUN/activations/conv{K}.h5`` holds, for every row of the run's dataset (in `run.dataset`
-order): `max` (N, C) float32, each image's maximum of each map of `relu{K}`; `argmax` (N, C, 2)
+``RUN/activations/<layer>.h5`` holds, for every row of the run's dataset (in `run.dataset`
+order): `max` (N, C) float32, each image's maximum of each map of the layer's output (captured
+with `interpret.layers.layer_output`); `argmax` (N, C, 2)
 int32, its (row, col) on the map (the first maximum in row-major order; (0, 0) for an all-zero
-map); `emotion` (N,) class index (-1 unlabelled), `aus` (N, A) uint8 presence, `au_codes` (A,),
-`subject`, `sequence` (N,) str, `frame` (N,) int64, `split` (N,) str; with ``maps=True`` also
+map); `map_shape` attribute (H, W); `emotion` (N,) class index (-1 unlabelled), `aus` (N, A)
+uint8 presence, `au_codes` (A,),
+`subject`, `sequence` (N,) str, `frame` (N,) int64, `split` (N,) str; with ``store_maps=True`` also
 `maps` (N, C, H, W) float16, one image per chunk, lzf-compressed (values above float16's
 range saturate, with a warning). Its attributes fingerprint
-what it was computed from (model.pt's SHA-256, layer, architecture, dataset, labels and split,
-preprocessing, package version); `open_cache` rebuilds the file whenever one differs.
+what it was computed from (model.pt's SHA-256, layer name, architecture, dataset, labels and
+split, preprocessing including the input spec, package version); `open_cache` rebuilds the file whenever one differs.
 
 The file is written batch by batch into pre-sized datasets (memory bounded by the batch, not
 by N) under a temporary name, renamed when complete: an interrupted build leaves no cache.
@@ -32,7 +34,7 @@ import interpret
 from interpret.data import transforms
 from interpret.errors import InterpretError, located
 from interpret.io import atomic_path, sha256_file
-from interpret.models import stage
+from interpret.layers import choose_layer, layer_output
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,8 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 FINGERPRINTS = ("model_sha256", "layer", "arch", "dataset", "labels", "preprocessing", "package_version")
 
 
-def check_layer(model, layer: int) -> None:
-    if not 1 <= layer <= model.n_layers:
-        raise InterpretError(f"--layer must be 1..{model.n_layers} for {model.arch}, got {layer}")
-
-
-def cache_path(run, layer: int) -> Path:
-    return Path(run.path) / "activations" / f"conv{layer}.h5"
+def cache_path(run, layer: str) -> Path:
+    return Path(run.path) / "activations" / f"{layer}.h5"
 
 
 def _sha(*parts) -> str:
@@ -68,18 +65,18 @@ def transforms_id() -> str:
     return "interpret.data.transforms.evaluate@" + _sha(source)[:16]
 
 
-def fingerprints(run, layer: int) -> dict:
+def fingerprints(run, layer: str) -> dict:
     """What a cache of `run`'s layer is computed from; equal fingerprints, equal cache."""
     model_file = Path(run.path) / "model.pt"
     if not model_file.is_file():
         raise located(model_file, "checkpoint not found: the cache is keyed by its SHA-256")
     data = run.dataset
     preprocessing = {"size": run.config.get("size"), "protocol": run.config.get("protocol"),
-                     "transform": transforms_id()}
+                     "transform": transforms_id(), "input": data.spec.to_dict()}
     return {
         "model_sha256": sha256_file(model_file),
-        "layer": int(layer),
-        "arch": str(run.model.arch),
+        "layer": str(layer),
+        "arch": str(run.config.get("arch")),
         "dataset": data.faceset.fingerprint(),
         "labels": _sha(np.asarray(data.split), json.dumps(list(data.classes))),
         "preprocessing": _sha(json.dumps(preprocessing, sort_keys=True)),
@@ -87,25 +84,17 @@ def fingerprints(run, layer: int) -> dict:
     }
 
 
-def relu_output(model, layer: int, x: torch.Tensor) -> torch.Tensor:
-    """relu{layer} output of a batch (the forward stops there)."""
-    for k in range(1, layer + 1):
-        st = stage(model, k)
-        x = st.relu(st.conv(x))
-        if k < layer:
-            x = st.pool(x)
-    return x
+def build_cache(run, layer=None, store_maps: bool = False, batch_size: int = 128) -> Path:
+    """Run every image of `run.dataset` through the model once; write ``RUN/activations/<layer>.h5``.
 
-
-def build_cache(run, layer: int = 3, maps: bool = False, batch_size: int = 128) -> Path:
-    """Run every image of `run.dataset` through the model once; write ``RUN/activations/conv{layer}.h5``."""
-    check_layer(run.model, layer)
+    `layer`: a module name or declared number (None: the architecture's default)."""
+    layer = choose_layer(run.model, layer)
     path = cache_path(run, layer)
     prints = fingerprints(run, layer)
     data, model = run.dataset, run.model
     device = next(model.parameters()).device
     n, fs = len(data), data.faceset
-    log.info("caching conv%d activations of %d images to %s", layer, n, path)
+    log.info("caching %s activations of %d images to %s", layer, n, path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["format"] = FORMAT
         for key, value in prints.items():
@@ -124,18 +113,22 @@ def build_cache(run, layer: int = 3, maps: bool = False, batch_size: int = 128) 
         with torch.inference_mode(), flags:
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
-                act = relu_output(model, layer, data.images(start, stop).to(device, non_blocking=True))
+                act = layer_output(model, layer, data.images(start, stop).to(device, non_blocking=True))
+                if act.ndim != 4:
+                    raise InterpretError(f"--layer {layer}: its output has shape {tuple(act.shape)}, not a "
+                                         "(B, C, H, W) map; list the analysable layers with `interpret layers`")
                 b, c, h, w = act.shape
                 if out_max is None:
                     out_max = h5.create_dataset("max", (n, c), np.float32)
                     out_arg = h5.create_dataset("argmax", (n, c, 2), np.int32)
-                    if maps:
+                    h5.attrs["map_shape"] = (h, w)
+                    if store_maps:
                         out_maps = h5.create_dataset("maps", (n, c, h, w), np.float16, chunks=(1, c, h, w),
                                                      compression="lzf")
                 values, flat = act.reshape(b, c, h * w).max(dim=2)
                 out_max[start:stop] = values.float().cpu().numpy()
                 out_arg[start:stop] = torch.stack([flat // w, flat % w], -1).int().cpu().numpy()
-                if maps:
+                if store_maps:
                     if not overflow and float(values.max()) > FLOAT16_MAX:
                         overflow = True
                         log.warning("%s: activations above %g saturate in the float16 maps", path, FLOAT16_MAX)
@@ -164,8 +157,8 @@ class ActivationCache:
     _file: h5py.File | None = field(default=None, repr=False)
 
     @property
-    def layer(self) -> int:
-        return int(self.attrs["layer"])
+    def layer(self) -> str:
+        return str(self.attrs["layer"])
 
     @property
     def classes(self) -> list[str]:
@@ -209,10 +202,10 @@ def read_cache(path) -> ActivationCache:
     return ActivationCache(path=path, attrs=attrs, has_maps=has_maps, **arrays)
 
 
-def open_cache(run, layer: int = 3, maps: bool = False) -> ActivationCache:
+def open_cache(run, layer=None, store_maps: bool = False) -> ActivationCache:
     """The run's cache of `layer`, built when missing, rebuilt (with a warning) when unreadable,
-    foreign, lacking the maps asked for, or when any fingerprint differs from the run's."""
-    check_layer(run.model, layer)
+    foreign, lacking the full maps asked for, or when any fingerprint differs from the run's."""
+    layer = choose_layer(run.model, layer)
     path = cache_path(run, layer)
     if path.exists():
         reason = None
@@ -225,10 +218,31 @@ def open_cache(run, layer: int = 3, maps: bool = False) -> ActivationCache:
             stale = [key for key in FINGERPRINTS if cache.attrs.get(key) != expected[key]]
             if stale:
                 reason = f"{path}: fingerprint mismatch ({', '.join(stale)})"
-            elif maps and not cache.has_maps:
+            elif store_maps and not cache.has_maps:
                 reason = f"{path}: full maps asked for but not stored"
             else:
                 return cache
         log.warning("rebuilding activation cache: %s", reason)
-    build_cache(run, layer=layer, maps=maps)
+    build_cache(run, layer=layer, store_maps=store_maps)
     return read_cache(path)
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    """What `run_cache` wrote: the file, the layer, images x maps (H x W each)."""
+
+    path: Path
+    layer: str
+    n_images: int
+    n_maps: int
+    map_shape: tuple[int, int]
+
+
+def run_cache(run, *, layer=None, store_maps: bool = False) -> CacheResult:
+    """`interpret cache`: build (always anew) the activation cache of `layer`."""
+    path = build_cache(run, layer=layer, store_maps=store_maps)
+    with h5py.File(path, "r") as h5:
+        n, c = h5["max"].shape
+        shape = tuple(int(v) for v in h5.attrs["map_shape"])
+        layer_name = str(h5.attrs["layer"])
+    return CacheResult(path=path, layer=layer_name, n_images=int(n), n_maps=int(c), map_shape=shape)

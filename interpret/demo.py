@@ -1,6 +1,6 @@
 """`interpret demo`: the whole pipeline on the embedded synthetic default, end to end.
 
-The network is the paper's, unchanged (256 conv3 maps); the demo is kept within minutes on a
+The network is the paper's, unchanged (256 relu3 maps); the demo is kept within minutes on a
 2-core CPU by the data size and the `fast` recipe, not by shrinking the model.
 """
 
@@ -28,11 +28,11 @@ EXPECTED = {False: "about 5 minutes", True: "about 1 minute"}
 def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SUBJECTS,
              epochs: int = DEMO_EPOCHS, folds: int = 10, protocol: str = DEMO_PROTOCOL,
              permutations: int = 1000, seed: int = DEMO_SEED, quick: bool = False) -> Path:
-    """Synthesise, train, cache conv3, deconvolve all maps, map every planted AU, sanity-check,
+    """Synthesise, train, cache relu3, deconvolve all maps, map every planted AU, sanity-check,
     and write the report; returns the report's index.html. `quick` overrides the sizes with
     `QUICK`. A previous run in `out` is replaced."""
-    from interpret.aumap import au_map
-    from interpret.cache import build_cache
+    from interpret.aumap import run_au_map
+    from interpret.cache import run_cache
     from interpret.deconv import run_deconv
     from interpret.report import write_report
     from interpret.runs import load_run
@@ -57,10 +57,10 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
           folds=folds, fold=0, split="kfold", protocol=protocol, subjects=subjects, seed=seed, device=device,
           overwrite=True)
     run = timed("load", load_run, out, device=device)
-    timed("cache", build_cache, run, layer=3)
-    timed("deconv", run_deconv, run, layer=3, top=9, maps="all")
-    timed("au-map", au_map, run, aus="all", layer=3, n=9, permutations=permutations, seed=seed)
-    timed("sanity", run_sanity, run, layer=3, seed=seed)
+    timed("cache", run_cache, run, layer="relu3")
+    timed("deconv", run_deconv, run, layer="relu3", top=9, maps="all")
+    timed("au-map", run_au_map, run, aus="all", layer="relu3", n=9, k=9, permutations=permutations, seed=seed)
+    timed("sanity", run_sanity, run, layer="relu3", seed=seed)
     index = timed("report", write_report, out, report_out)
     timings["total"] = round(sum(timings.values()), 2)
     write_json(out / "demo_timing.json", timings)

@@ -25,13 +25,15 @@ def layer_shorthands(model: nn.Module) -> dict[int, str]:
 
 
 def resolve_layer(model: nn.Module, layer) -> str:
-    """The module name `layer` denotes: a name from `named_modules()`, or a declared number."""
+    """The module name `layer` denotes: a declared number, else a name from `named_modules()`."""
     names = dict(model.named_modules())
     text = str(layer).strip()
     if text.isdigit():
         shorthands = layer_shorthands(model)
         if int(text) in shorthands:
             return shorthands[int(text)]
+        if text in names:  # an nn.Sequential child such as `4`
+            return text
         declared = ", ".join(f"{k}={v}" for k, v in shorthands.items()) or "none"
         raise InterpretError(f"--layer {text}: this architecture declares no layer {text} "
                              f"(numbered layers: {declared}); give a module name (see `interpret layers`)")
@@ -81,14 +83,62 @@ def retain(model: nn.Module, names, stop: bool = False, detach: bool = True):
             handle.remove()
 
 
-def layer_output(model: nn.Module, layer, x: torch.Tensor, detach: bool = True) -> torch.Tensor:
-    """The output of `layer` for batch `x`; the forward stops there."""
+def layer_output(model: nn.Module, layer, x: torch.Tensor, detach: bool = True, forward=None) -> torch.Tensor:
+    """The output of `layer` for batch `x`; the forward stops there. `forward(x)` runs the
+    model (default `model(x)`; e.g. a `torch.func.functional_call` with other parameters)."""
     name = resolve_layer(model, layer)
     with retain(model, [name], stop=True, detach=detach) as outputs:
         try:
-            model(x)
+            (model if forward is None else forward)(x)
         except _Stop:
             pass
     if name not in outputs:
         raise InterpretError(f"--layer {name!r}: the module never ran in the forward pass")
     return outputs[name]
+
+
+def default_layer(model: nn.Module) -> str:
+    """The layer a step analyses when `--layer` is not given: the architecture's highest numbered one."""
+    shorthands = layer_shorthands(model)
+    if not shorthands:
+        raise InterpretError("this model declares no default layer: give --layer NAME "
+                             "(list them with `interpret layers`)")
+    return shorthands[max(shorthands)]
+
+
+def choose_layer(model: nn.Module, layer=None) -> str:
+    """`resolve_layer`, or `default_layer` when `layer` is None."""
+    return default_layer(model) if layer is None else resolve_layer(model, layer)
+
+
+def trace(model: nn.Module, x: torch.Tensor) -> list[tuple[str, object]]:
+    """(name, output) of every named module in the order their forwards finish, for batch `x`
+    (first call only for modules that run twice); hooks removed whatever happens."""
+    calls: list[tuple[str, object]] = []
+    seen: set[str] = set()
+    handles = []
+
+    def hook_for(name):
+        def hook(_module, _inputs, output):
+            if name not in seen:
+                seen.add(name)
+                calls.append((name, output.detach() if isinstance(output, torch.Tensor) else output))
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(hook_for(name)))
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def map_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """The analysable layers: (name, (C, H, W)) of every module whose output is a 4-D map, in forward order."""
+    return [(name, tuple(out.shape[1:])) for name, out in trace(model, x)
+            if isinstance(out, torch.Tensor) and out.ndim == 4]

@@ -138,21 +138,3 @@ for _name, _spec in CONV_NETS.items():
     register_architecture(_name, Architecture(
         build=lambda n, name=_name: ExpressionNet(name, n), input=PAPER_INPUT,
         layers={k: f"relu{k}" for k in range(1, len(_spec.channels) + 1)}, description=_spec.description))
-
-
-def receptive_field(model: nn.Module, layer: int) -> tuple[int, int, int]:
-    """(size, stride, offset) of a unit of `relu{layer}`: unit (y, x) sees input rows
-    stride*y + offset ... stride*y + offset + size - 1 (before clipping to the image).
-
-    For zhu2019 layer 3 this is (32, 4, -14): rows 4y-14 ... 4y+17 (REFERENCE §2).
-    """
-    size, stride, offset = 1, 1, 0
-    for k in range(layer, 0, -1):
-        st = stage(model, k)
-        kernel, pad = st.conv.kernel_size[0], st.conv.padding[0]
-        # through conv k (stride 1): grows by kernel-1, shifts by -pad
-        size, offset = size + kernel - 1, offset - pad
-        if k > 1:  # through pool k-1 (kernel = stride = p)
-            p = stage(model, k - 1).pool.kernel_size
-            size, stride, offset = (size - 1) * p + p, stride * p, offset * p
-    return size, stride, offset

@@ -1,26 +1,23 @@
-"""Training figures: learning curves and the test confusion matrix (matplotlib, Agg, atomic)."""
+"""Training figures: learning curves and the test confusion matrix (matplotlib figures, no pyplot; atomic)."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from interpret.io import atomic_path  # noqa: E402
+from interpret.io import atomic_path
 
 
 def _save(fig, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def plot_curves(history: list[dict], best_epoch: int, path) -> None:
     """Loss and accuracy per epoch, train vs validation, with the kept (best) epoch marked."""
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2)
     for ax, key, label in ((axes[0], "loss", "cross-entropy"), (axes[1], "acc", "accuracy")):
         ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", ms=3, label="train (augmented)")
         ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", ms=3, label="validation")
@@ -39,7 +36,8 @@ def plot_confusion(confusion, classes, path, title: str) -> None:
     rows = counts.sum(1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.65 * n))
+    fig = Figure(figsize=(1.0 + 0.7 * n, 0.8 + 0.65 * n))
+    ax = fig.subplots()
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):

@@ -21,17 +21,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
+import h5py
 import jinja2
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from interpret.errors import located  # noqa: E402
-from interpret.facs import AU_NAMES, au_name  # noqa: E402
-from interpret.io import default_mode  # noqa: E402
-from interpret.runs import read_config  # noqa: E402
+from interpret.errors import located
+from interpret.facs import AU_NAMES, au_name
+from interpret.io import default_mode
+from interpret.runs import read_config, run_input
 
 TEMPLATE = "report.html"
 #: Accuracy at most this far above the majority baseline is flagged as not learned.
@@ -100,7 +98,7 @@ def _to_float(text) -> float:
         return float("nan")
 
 
-def read_distances(path: Path, layer: int) -> tuple[list[str], np.ndarray]:
+def read_distances(path: Path, layer: str | None) -> tuple[list[str], np.ndarray]:
     """AU names and their (A, C) distances for `layer` from ``aumap/distances.csv`` (NaN: missing)."""
     if not path.is_file():
         return [], np.zeros((0, 0))
@@ -148,19 +146,33 @@ class _Assets:
         target = self.root / "img" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(target, format="png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
         return f"img/{name}"
 
 
-def _analysed_layer(run: Path) -> int:
-    """The layer the au-map (else the deconvolution) step analysed; 3 when neither ran."""
-    for path in sorted((run / "aumap").glob("AU*.json")):
+def _analysed_layer(run: Path) -> str | None:
+    """The layer the latest au-map (else deconvolution file or sheets, else cache) step analysed; None when none ran."""
+    for path in sorted((run / "aumap").glob("AU*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
         data = _read_json(path)
-        if isinstance(data, dict) and isinstance(data.get("layer"), int):
-            return data["layer"]
-    layers = sorted(int(m.group(1)) for p in (run / "deconv").glob("conv*.h5")
-                    if (m := re.fullmatch(r"conv(\d+)\.h5", p.name)))
-    return layers[-1] if layers else 3
+        if isinstance(data, dict) and data.get("layer") is not None:
+            return str(data["layer"])
+    for found in ((run / "deconv").glob("*.h5"), (p for p in (run / "deconv").glob("*") if p.is_dir()),
+                  (run / "activations").glob("*.h5")):
+        files = sorted(found, key=lambda p: p.stat().st_mtime)
+        if files:
+            return files[-1].stem
+    return None
+
+
+def _map_count(run: Path, layer: str | None, aumap: dict) -> int | None:
+    """How many maps `layer` has: from its activation cache, else the width of the AU distances."""
+    path = run / "activations" / f"{layer}.h5"
+    if layer is not None and path.is_file():
+        try:
+            with h5py.File(path, "r") as h5:
+                return int(h5["max"].shape[1])
+        except (OSError, KeyError):
+            pass
+    return int(aumap["table"].shape[1]) if len(aumap["names"]) else None
 
 
 def _overview(run: Path, config: dict, assets: _Assets) -> dict:
@@ -200,12 +212,12 @@ def _overview(run: Path, config: dict, assets: _Assets) -> dict:
     }
 
 
-def _aumap(run: Path, layer: int, assets: _Assets) -> dict:
+def _aumap(run: Path, layer: str | None, assets: _Assets) -> dict:
     folder = run / "aumap"
     results = []
     for path in sorted(folder.glob("AU*.json"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0)):
         data = _read_json(path)
-        if not isinstance(data, dict) or data.get("layer", layer) != layer:
+        if not isinstance(data, dict) or str(data.get("layer", layer)) != str(layer):
             continue
         name = str(data.get("au", path.stem))
         stem = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)
@@ -236,26 +248,27 @@ def _aumap(run: Path, layer: int, assets: _Assets) -> dict:
     return {"results": results, "names": names, "table": table, "heatmap": heatmap}
 
 
-def _heatmap(names: list[str], table: np.ndarray, layer: int, assets: _Assets) -> str:
+def _heatmap(names: list[str], table: np.ndarray, layer: str, assets: _Assets) -> str:
     """AU x map distance heatmap, each AU's row divided by its maximum; the best map circled."""
     peak = np.nanmax(np.where(np.isfinite(table), table, np.nan), axis=1, keepdims=True)
     share = np.divide(table, peak, out=np.zeros_like(table), where=np.isfinite(peak) & (peak > 0))
-    fig, ax = plt.subplots(figsize=(min(16, 3 + 0.05 * table.shape[1]), 1.2 + 0.32 * len(names)))
+    fig = Figure(figsize=(min(16, 3 + 0.05 * table.shape[1]), 1.2 + 0.32 * len(names)))
+    ax = fig.subplots()
     image = ax.imshow(share, aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest")
     best = np.nanargmax(np.where(np.isfinite(table), table, -np.inf), axis=1)
     ax.scatter(best, np.arange(len(names)), s=30, facecolors="none", edgecolors="cyan", linewidths=1.2,
                label="best map")
     ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set_xlabel(f"conv{layer} map")
+    ax.set_xlabel(f"{layer} map")
     ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01, label="distance / AU's maximum")
     return assets.figure(fig, "heatmap.png")
 
 
-def _gallery(run: Path, layer: int, aumap: dict, assets: _Assets) -> dict:
-    folder = run / "deconv" / f"conv{layer}"
+def _gallery(run: Path, layer: str | None, aumap: dict, assets: _Assets) -> dict:
+    folder = run / "deconv" / str(layer)
     sheets = {}
-    for path in folder.glob("map_*.png") if folder.is_dir() else []:
+    for path in folder.glob("map_*.png") if layer is not None and folder.is_dir() else []:
         match = re.fullmatch(r"map_(\d+)\.png", path.name)
         if match:
             sheets[int(match.group(1))] = path
@@ -277,14 +290,14 @@ def _gallery(run: Path, layer: int, aumap: dict, assets: _Assets) -> dict:
     return {
         "items": items,
         "au_options": [{"au": a, "count": sum(i["au"] == a for i in items)} for a in au_options],
-        "overview": assets.thumbnail(run / "deconv" / f"conv{layer}_overview.png", "deconv_overview.jpg",
+        "overview": assets.thumbnail(run / "deconv" / f"{layer}_overview.png", "deconv_overview.jpg",
                                      OVERVIEW_WIDTH),
         "sheets": {i["map"]: i["image"] for i in items},
         "full": {i["map"]: i["full"] for i in items},
     }
 
 
-def _sanity(run: Path, layer: int, assets: _Assets) -> dict | None:
+def _sanity(run: Path, layer: str | None, assets: _Assets) -> dict | None:
     result = _read_json(run / "sanity" / "sanity.json")
     if not isinstance(result, dict):
         return None
@@ -298,7 +311,9 @@ def _sanity(run: Path, layer: int, assets: _Assets) -> dict | None:
         "table": table,
         "cascade_png": assets.copy(run / figures.get("cascade", "sanity/cascade.png"), "sanity/cascade.png"),
         "similarity_png": assets.copy(run / figures.get("similarity", "sanity/similarity.png"), "sanity/similarity.png"),
-        "layer_matches": result.get("layer") == layer,
+        "layer_matches": str(result.get("layer")) == str(layer),
+        "stage_labels": ", then ".join(st.get("label", st.get("name", "")).lstrip("+ ")
+                                       for st in (result.get("stages") or [])[1:]) or "no stage",
         "implications": _implications(result),
     }
 
@@ -311,16 +326,16 @@ def _implications(result: dict) -> list[str]:
     lines = []
     kind = deconv.get("kind")
     if kind == "similar":
-        lines.append(f"The conv{layer} deconvolutions of this network survive the randomization of the weights "
+        lines.append(f"The {layer} deconvolutions of this network survive the randomization of the weights "
                      "they are meant to explain: they show where in the image a unit fires and the image "
                      "structure (edges) there, not what the unit has learned. Read the gallery as localization, "
                      "not as a picture of learned features.")
     elif kind == "changed":
-        lines.append(f"The conv{layer} deconvolutions of this network change when its weights are randomized: "
+        lines.append(f"The {layer} deconvolutions of this network change when its weights are randomized: "
                      "they carry information about the learned filters, so the gallery patterns are partly "
                      "the network's, not only the image's.")
     elif kind == "partly":
-        lines.append(f"The conv{layer} deconvolutions of this network change only partly under randomization: "
+        lines.append(f"The {layer} deconvolutions of this network change only partly under randomization: "
                      "part of each pattern is the learned filters, part is the input image and the architecture "
                      "(unpooling switches, the backward ReLU). Compare with the gradient column before "
                      "attributing a pattern to learning.")
@@ -367,6 +382,8 @@ def build_context(run: Path, config: dict, assets: _Assets) -> dict:
         "run": str(run),
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "layer": layer,
+        "layer_maps": _map_count(run, layer, aumap),
+        "input_shape": "{size}x{size}, {channels} channel(s), {normalize}".format(**run_input(config).to_dict()),
         "overview": overview,
         "gallery": gallery,
         "has_distances": bool(aumap["names"]),

@@ -67,7 +67,10 @@ def run_faceset(config: dict) -> FaceSet:
 
 
 def run_split(faceset: FaceSet, config: dict) -> np.ndarray:
+    """'train' / 'val' / 'test' per row; kind 'test' (imported models): every row is 'test'."""
     split = config["split"]
+    if split["kind"] == "test":
+        return np.full(len(faceset.subject), "test", dtype="<U5")
     return assign_split(faceset.subject, kind=split["kind"], folds=split["folds"], fold=split["fold"],
                         seed=split["seed"])
 
@@ -181,12 +184,22 @@ def run_input(config: dict) -> InputSpec:
     return InputSpec.from_dict(config["input"]) if config.get("input") else input_spec(config["arch"])
 
 
+def fresh_model(config: dict) -> torch.nn.Module:
+    """A freshly initialised model of the run's config: its registered architecture, or for
+    ``arch: "imported"`` the user's factory run again (`interpret.importing`)."""
+    if config["arch"] == "imported":
+        from interpret.importing import build_imported
+
+        return build_imported(config)
+    return build_model(config["arch"], len(config["classes"]))
+
+
 def load_run(path, device: str = "cpu") -> Run:
     """Rebuild a run's model (eval mode, on `device`) and dataset from its directory."""
     path = Path(path)
     config = read_config(path)
     blob = load_checkpoint(path / "model.pt")
-    model = build_model(config["arch"], len(config["classes"]))
+    model = fresh_model(config)
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as err:

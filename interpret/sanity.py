@@ -1,8 +1,11 @@
 """Cascading model-parameter randomization (Adebayo et al. 2018; REFERENCE §3).
 
-The weights are re-initialised from the top down, cumulatively: the FC head (`out`, `fc`),
-then conv3, conv2, conv1, each with the model's own initialisation (a fresh model built from a
-stream derived from `seed`, never the training's own starting weights). At every stage the SAME
+The weights are re-initialised from the top down, cumulatively: first the head (every module
+with parameters that runs after the analysed layer, e.g. `out`, `fc`), then each module with
+parameters at or below the layer from the top (relu3 of zhu2019: conv3, conv2, conv1; a
+BatchNorm goes with the conv before it), each with
+the model's own initialisation (a fresh model, `runs.fresh_model`, built from a stream derived
+from `seed`, never the training's own starting weights). At every stage the SAME
 seeds (the strongest top-1 activation of `n_seeds` maps of the analysed layer, with its image
 and position) are projected to pixel space with
 `interpret.deconv.project` under three rules: the Zeiler–Fergus deconvnet, the plain gradient
@@ -12,8 +15,8 @@ similarity): Spearman rank correlation of absolute values and of signed values, 
 absolute maps normalised to [0, 1]. `edge_spearman` is the rank correlation of |projection| with
 the Sobel edge magnitude of the input patch (Nie et al.: these rules partly recover the image).
 
-A conv-layer-K unit does not depend on the FC head or on conv layers above K: those stages
-must leave its projection exactly unchanged, which the result checks (`identical`).
+A unit of the layer does not depend on the head: that stage must leave its projection exactly
+unchanged, which the result checks (`identical`).
 """
 
 from __future__ import annotations
@@ -21,24 +24,22 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from scipy.stats import ConstantInputWarning, spearmanr
+from skimage.filters import sobel
+from skimage.metrics import structural_similarity
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy.stats import ConstantInputWarning, spearmanr  # noqa: E402
-from skimage.filters import sobel  # noqa: E402
-from skimage.metrics import structural_similarity  # noqa: E402
-
-from interpret import stats  # noqa: E402
-from interpret.errors import InterpretError, located  # noqa: E402
-from interpret.io import atomic_path, sha256_file, write_json  # noqa: E402
-from interpret.deconv import rf_boxes  # noqa: E402
-from interpret.models import build_model  # noqa: E402
+from interpret import stats
+from interpret.deconv import deconv_path, layer_field
+from interpret.errors import InterpretError, located
+from interpret.io import atomic_path, sha256_file, write_json
+from interpret.layers import choose_layer, trace
 
 RULES = ("deconvnet", "gradient", "guided")
 RULE_LABELS = {"deconvnet": "deconvnet", "gradient": "gradient", "guided": "guided backprop"}
@@ -54,15 +55,35 @@ ALPHA = 0.05
 _STREAM = 0x5A17
 #: Seeds drawn in the cascade figure.
 FIGURE_SEEDS = 3
+#: Normalization modules, re-initialised together with the layer before them.
+_NORMS = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm,
+          torch.nn.modules.instancenorm._InstanceNorm)
 
 
-def cascade_stages(model) -> list[dict]:
-    """Stages from the top down: name, the modules re-initialised so far (cumulative)."""
-    stages = [{"name": "trained", "label": "trained", "randomized": []},
-              {"name": "fc", "label": "+ FC head", "randomized": ["out", "fc"]}]
-    for k in range(model.n_layers, 0, -1):
-        stages.append({"name": f"conv{k}", "label": f"+ conv{k}",
-                       "randomized": stages[-1]["randomized"] + [f"conv{k}"]})
+def cascade_stages(model, layer: str, x: torch.Tensor) -> list[dict]:
+    """Stages from the top down: name, label, the modules re-initialised so far (cumulative),
+    and whether they can change a projection of `layer` (they run before its output, for batch `x`).
+
+    A normalization module (BatchNorm, GroupNorm, ...) is re-initialised with the module with
+    parameters that ran just before it (its conv): one stage per layer, not per module."""
+    order = [name for name, _ in trace(model, x)]
+    weighted = [name for name in order if any(True for _ in model.get_submodule(name).parameters(recurse=False))]
+    cut = order.index(layer)
+    groups: list[list[str]] = []
+    for name in weighted:
+        if groups and isinstance(model.get_submodule(name), _NORMS) and order.index(groups[-1][0]) <= cut \
+                and order.index(name) <= cut:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    below = [g for g in groups if order.index(g[0]) <= cut]
+    head = [name for g in groups if order.index(g[0]) > cut for name in g][::-1]
+    stages = [{"name": "trained", "label": "trained", "randomized": [], "can_change": False}]
+    if head:
+        stages.append({"name": "head", "label": "+ head", "randomized": head, "can_change": False})
+    for group in below[::-1]:
+        stages.append({"name": group[0], "label": f"+ {group[0]}", "randomized": stages[-1]["randomized"] + group,
+                       "can_change": True})
     return stages
 
 
@@ -81,18 +102,18 @@ def randomized_model(model, fresh, modules):
     return out.eval()
 
 
-def select_seeds(run, layer: int, n_seeds: int) -> list[dict]:
+def select_seeds(run, layer: str, n_seeds: int) -> list[dict]:
     """The top-1 activation (image, y, x) of the `n_seeds` maps whose top-1 activation is largest.
 
-    Read from the deconvolution step (``RUN/deconv/convK.h5``) when it was made from this
+    Read from the deconvolution step (``RUN/deconv/<layer>.h5``) when it was made from this
     model, else from the activation cache (training images). Dead maps (top activation 0) are skipped.
     """
-    path = Path(run.path) / "deconv" / f"conv{layer}.h5"
+    path = deconv_path(run, layer)
     columns = _seeds_from_deconv(run, path) if path.is_file() else None
     maps, activation, image, position = columns if columns is not None else _seeds_from_cache(run, layer)
     order = [i for i in np.argsort(-activation, kind="stable") if activation[i] > 0][:n_seeds]
     if not order:
-        raise InterpretError(f"{run.path}: every map of conv{layer} has a zero top activation; nothing to project")
+        raise InterpretError(f"{run.path}: every map of {layer} has a zero top activation; nothing to project")
     return [{"map": int(maps[i]), "image_index": int(image[i]), "y": int(position[i][0]),
              "x": int(position[i][1]), "activation": float(activation[i])} for i in order]
 
@@ -108,7 +129,7 @@ def _seeds_from_deconv(run, path: Path):
         return maps, activation, np.asarray(h5["image_index"][:, 0]), np.asarray(h5["position"][:, 0])
 
 
-def _seeds_from_cache(run, layer: int):
+def _seeds_from_cache(run, layer: str):
     """(maps, top-1 activation, image, (y, x)) per map from the activation cache's training images."""
     from interpret.cache import open_cache
 
@@ -172,32 +193,42 @@ def compare(projections: dict, stages: list[dict], boxes, edges) -> tuple[dict, 
     return per_seed, metrics
 
 
-def run_sanity(run, layer: int = 3, seed: int = 0, n_seeds: int = 32) -> dict:
-    """Cascading randomization of `run`'s model for conv `layer` seeds; writes ``RUN/sanity/``.
+@dataclass(frozen=True)
+class SanityResult:
+    """What `run_sanity` wrote: ``sanity.json``, the layer, and its content."""
 
-    Returns (and writes to ``sanity.json``) the seeds, the stages, per-rule per-stage means and
-    per-seed values of every metric, the identity check of the stages that cannot matter, a
-    computed verdict, and the au-map permutation check when ``RUN/aumap/`` exists.
+    path: Path
+    layer: str
+    result: dict
+
+
+def run_sanity(run, *, layer=None, seed: int = 0, n_seeds: int = 32) -> SanityResult:
+    """Cascading randomization of `run`'s model for `n_seeds` seeds of `layer`; writes ``RUN/sanity/``.
+
+    ``sanity.json`` holds the seeds, the stages, per-rule per-stage means and per-seed values
+    of every metric, the identity check of the stages that cannot matter, a computed verdict,
+    and the au-map permutation check when ``RUN/aumap/`` exists.
     """
     from interpret.deconv import project
+    from interpret.runs import fresh_model
 
     model = run.model.eval()
-    if not 1 <= layer <= model.n_layers:
-        raise InterpretError(f"--layer must be 1..{model.n_layers}, got {layer}")
+    layer = choose_layer(model, layer)
     seeds = select_seeds(run, layer, n_seeds)
     index = [s["image_index"] for s in seeds]
     images = torch.cat([run.dataset.images(i, i + 1) for i in index]).to(run.device)
     seed_tensor = torch.tensor([[s["map"], s["y"], s["x"]] for s in seeds], dtype=torch.long, device=run.device)
-    boxes = rf_boxes(model, layer, np.array([[s["y"], s["x"]] for s in seeds]), images.shape[-1]).tolist()
+    positions = np.array([[s["y"], s["x"]] for s in seeds])
+    boxes = layer_field(run, layer).boxes(positions, tuple(images.shape[-2:])).tolist()
     for s, box in zip(seeds, boxes):
         s["rf_box"] = list(box)
-    edges = [sobel(images[i, 0].cpu().numpy().astype(np.float64))[t:b, l:r]
-             for i, (t, l, b, r) in enumerate(boxes)]
+    grey = images.mean(1).cpu().numpy().astype(np.float64)
+    edges = [sobel(grey[i])[t:b, l:r] for i, (t, l, b, r) in enumerate(boxes)]
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed(seed))
-        fresh = build_model(run.config["arch"], len(run.config["classes"])).to(run.device)
-    stages = cascade_stages(model)
+        fresh = fresh_model(run.config).to(run.device)
+    stages = cascade_stages(model, layer, images[:1])
     projections = {rule: {} for rule in RULES}  # rule -> stage -> (B, H, W)
     for st in stages:
         net = randomized_model(model, fresh, st["randomized"])
@@ -206,20 +237,17 @@ def run_sanity(run, layer: int = 3, seed: int = 0, n_seeds: int = 32) -> dict:
             projections[rule][st["name"]] = out.detach().cpu().numpy().astype(np.float64)
 
     per_seed, metrics = compare(projections, stages, boxes, edges)
-    for st in stages:
-        st["can_change"] = _can_change(st["randomized"], layer)
-
     result = {
         "run": str(run.path),
         "arch": run.config["arch"],
-        "layer": int(layer),
+        "layer": layer,
         "seed": int(seed),
         "n_seeds": len(seeds),
         "rules": list(RULES),
         "metrics_compared": {m: METRIC_LABELS[m] for m in METRICS},
         "region": "each seed's receptive-field box (clipped to the image); outside it every projection is 0",
-        "init": ("the model's own initialisation (He-normal weights, zero biases) of a fresh model, torch seed "
-                 f"{init_seed(seed)} derived from the seed (not the training's stream)"),
+        "init": ("the model's own initialisation (its constructor, or the imported factory) of a fresh model, "
+                 f"torch seed {init_seed(seed)} derived from the seed (not the training's stream)"),
         "stages": stages,
         "seeds": seeds,
         "metrics": metrics,
@@ -232,29 +260,26 @@ def run_sanity(run, layer: int = 3, seed: int = 0, n_seeds: int = 32) -> dict:
     result["aumap_check"] = aumap_check(Path(run.path) / "aumap")
     out = Path(run.path) / "sanity"
     result["figures"] = {"cascade": "sanity/cascade.png", "similarity": "sanity/similarity.png"}
-    plot_cascade(out / "cascade.png", result, images.cpu().numpy()[:, 0], projections)
+    plot_cascade(out / "cascade.png", result, grey, projections)
     plot_similarity(out / "similarity.png", result)
     write_json(out / "sanity.json", result)
-    return result
-
-
-def _can_change(randomized: list[str], layer: int) -> bool:
-    """Whether re-initialising these modules can change a conv-`layer` projection."""
-    return any(name.startswith("conv") and int(name[4:]) <= layer for name in randomized)
+    return SanityResult(path=out / "sanity.json", layer=layer, result=result)
 
 
 def _notes(result: dict) -> list[str]:
     layer, notes = result["layer"], []
+    informative = [st["name"] for st in result["stages"] if st["can_change"]]
+    span = f"{informative[0]}..{informative[-1]}" if len(informative) > 1 else informative[0]
     for st in result["stages"][1:]:
         if st["can_change"]:
             continue
         same = [RULE_LABELS[r] for r in RULES if result["metrics"][r][st["name"]]["identical"]]
         status = ("unchanged, bit for bit, for " + ", ".join(same)) if len(same) == len(RULES) else \
             f"CHANGED for {', '.join(RULE_LABELS[r] for r in RULES if RULE_LABELS[r] not in same)} (a bug)"
-        notes.append(f"stage '{st['label']}': a conv{layer} unit does not depend on "
-                     f"{', '.join(m for m in st['randomized'] if not _can_change([m], layer))}, so its "
+        notes.append(f"stage '{st['label']}': a {layer} unit does not depend on "
+                     f"{', '.join(st['randomized'])}, so its "
                      f"projections must stay identical (correlation 1): {status}. "
-                     f"The informative stages are conv{layer}..conv1.")
+                     f"The informative stages are {span}.")
     n = result["n_seeds"]
     for rule in RULES:
         cells = [(st["label"], result["metrics"][rule][st["name"]]) for st in result["stages"]]
@@ -279,7 +304,8 @@ def _verdicts(result: dict) -> dict:
     """A computed sentence per rule, from the similarity after the full cascade."""
     stages = result["stages"]
     last, first = stages[-1]["name"], next(s["name"] for s in stages if s["can_change"])
-    span = f"conv{result['layer']}..conv1" if result["layer"] > 1 else "conv1"
+    informative = [s["name"] for s in stages if s["can_change"]]
+    span = f"{informative[0]}..{informative[-1]}" if len(informative) > 1 else informative[0]
     out = {}
     for rule in RULES:
         m, f = result["metrics"][rule][last], result["metrics"][rule][first]
@@ -336,7 +362,6 @@ def aumap_check(folder) -> dict | None:
 def _save(fig, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
 
 def plot_cascade(path, result: dict, images: np.ndarray, projections: dict) -> None:
@@ -344,8 +369,8 @@ def plot_cascade(path, result: dict, images: np.ndarray, projections: dict) -> N
     stages = result["stages"]
     chosen = range(min(FIGURE_SEEDS, len(result["seeds"])))
     rows = [(i, rule) for i in chosen for rule in RULES]
-    fig, axes = plt.subplots(len(rows), len(stages) + 1, figsize=(1.45 * (len(stages) + 1), 1.45 * len(rows)),
-                             squeeze=False)
+    fig = Figure(figsize=(1.45 * (len(stages) + 1), 1.45 * len(rows)))
+    axes = fig.subplots(len(rows), len(stages) + 1, squeeze=False)
     for r, (i, rule) in enumerate(rows):
         s = result["seeds"][i]
         t, l, b, rr = s["rf_box"]
@@ -365,7 +390,7 @@ def plot_cascade(path, result: dict, images: np.ndarray, projections: dict) -> N
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"Cascading randomization, conv{result['layer']} seeds (receptive-field patches)", fontsize=9)
+    fig.suptitle(f"Cascading randomization, {result['layer']} seeds (receptive-field patches)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     _save(fig, path)
 
@@ -374,7 +399,8 @@ def plot_similarity(path, result: dict) -> None:
     """Mean (± sd over seeds) of each metric across the cascade stages, one line per rule."""
     stages = result["stages"]
     x = np.arange(len(stages))
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.3 * len(METRICS), 3.0), sharey=True)
+    fig = Figure(figsize=(3.3 * len(METRICS), 3.0))
+    axes = fig.subplots(1, len(METRICS), sharey=True)
     for ax, metric in zip(axes, METRICS):
         for rule in RULES:
             mean = [result["metrics"][rule][s["name"]][metric] for s in stages]
@@ -395,7 +421,7 @@ def format_sanity(result: dict) -> str:
     rules = result["rules"]
     head = f"{'stage':<12}" + "".join(f"{RULE_LABELS[r]:>28}" for r in rules)
     sub = f"{'':<12}" + "".join(f"{'SSIM  rho|.|  rho':>28}" for _ in rules)
-    lines = [f"cascading randomization, conv{result['layer']}, {result['n_seeds']} seeds, seed {result['seed']}",
+    lines = [f"cascading randomization, {result['layer']}, {result['n_seeds']} seeds, seed {result['seed']}",
              head, sub]
     for st in result["stages"]:
         cells = []

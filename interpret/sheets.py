@@ -21,12 +21,14 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 TITLE_HEIGHT, TITLE_SCALE = 30, 0.7
 
 
-def window(image: np.ndarray, top: int, left: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The size x size window of a 2-D array at (top, left), zero beyond it, and a mask of the inside."""
+def window(image: np.ndarray, top: int, left: int, size) -> tuple[np.ndarray, np.ndarray]:
+    """The window of a 2-D array at (top, left), `size` = side or (rows, cols), zero beyond the
+    array, and a mask of the inside."""
     h, w = image.shape
-    out = np.zeros((size, size), image.dtype)
-    inside = np.zeros((size, size), bool)
-    r0, r1, c0, c1 = max(top, 0), min(top + size, h), max(left, 0), min(left + size, w)
+    rows, cols = (size, size) if np.isscalar(size) else size
+    out = np.zeros((rows, cols), image.dtype)
+    inside = np.zeros((rows, cols), bool)
+    r0, r1, c0, c1 = max(top, 0), min(top + rows, h), max(left, 0), min(left + cols, w)
     if r0 < r1 and c0 < c1:
         out[r0 - top:r1 - top, c0 - left:c1 - left] = image[r0:r1, c0:c1]
         inside[r0 - top:r1 - top, c0 - left:c1 - left] = True

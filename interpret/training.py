@@ -353,10 +353,12 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
     total_steps = steps_per_epoch * chosen.epochs
 
     cuda_devices = [torch_device] if torch_device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
+    # cuDNN autotuning for training's fixed shapes, scoped: the settings are restored afterwards
+    cudnn = (torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False,
+                                        allow_tf32=torch.backends.cudnn.allow_tf32)
+             if cuda_devices else contextlib.nullcontext())
+    with torch.random.fork_rng(devices=cuda_devices), cudnn:
         torch.manual_seed(seed)
-        if torch_device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         model = build_model(arch, len(classes)).to(torch_device, memory_format=torch.channels_last)
         optimizer = make_optimizer(model, chosen, torch_device)
         generator = torch.Generator(device=torch_device)

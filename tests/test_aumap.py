@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from interpret import aumap, stats
+from interpret.data.transforms import PAPER_INPUT
 from interpret.errors import InterpretError
 
 
@@ -240,8 +241,8 @@ def test_au_map_writes_outputs_and_merges_csv(tmp_path, monkeypatch):
     N = len(seq)
     images = rng.integers(0, 256, size=(N, 99, 99), dtype=np.uint8)
     faceset = SimpleNamespace(images=images, landmarks=np.stack([face_landmarks()] * N))
-    run = SimpleNamespace(path=tmp_path, dataset=SimpleNamespace(faceset=faceset))
-    cache = {"max": maxima.astype(np.float32), "aus": aus, "au_codes": np.array([1, 2]),
+    run = SimpleNamespace(path=tmp_path, dataset=SimpleNamespace(faceset=faceset, spec=PAPER_INPUT))
+    cache = {"layer": "relu3", "max": maxima.astype(np.float32), "aus": aus, "au_codes": np.array([1, 2]),
              "subject": subject, "sequence": seq, "frame": frame}
     monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: cache)
 
@@ -250,18 +251,18 @@ def test_au_map_writes_outputs_and_merges_csv(tmp_path, monkeypatch):
                     "rf_box": np.tile([10, 20, 42, 52], (k, 1))} for m in maps}
 
     monkeypatch.setattr(aumap, "_deconvolve", fake_deconv)
-    results = aumap.au_map(run, "1", permutations=49, bootstrap=10)
+    results = aumap.run_au_map(run, aus="1", permutations=49, bootstrap=10).results
     res = json.loads((tmp_path / "aumap" / "AU01.json").read_text())
     for key in ("au", "au_code", "n", "layer", "epsilon", "distance", "best_map", "ranking", "p_family",
                 "p_map", "q_map", "auroc", "best_auroc", "cooccurrence", "held_out_au",
                 "distance_held_out", "stability", "localization", "n_present", "n_absent"):
         assert key in res, key
-    assert res["best_map"] == 7 and len(res["distance"]) == 12 and res["layer"] == 3
+    assert res["best_map"] == 7 and len(res["distance"]) == 12 and res["layer"] == "relu3"
     assert set(res["localization"]) >= {"energy_share", "area_share", "ratio", "rf_share"}
     for name in ("AU01_distance.png", "AU01_best.png", "cooccurrence.csv"):
         assert (tmp_path / "aumap" / name).stat().st_size > 0
-    aumap.au_map(run, "AU02", permutations=9, bootstrap=0)
-    aumap.au_map(run, "1", permutations=9, bootstrap=0)
+    aumap.run_au_map(run, aus="AU02", permutations=9, bootstrap=0)
+    aumap.run_au_map(run, aus="1", permutations=9, bootstrap=0)
     with open(tmp_path / "aumap" / "distances.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["au"] for r in rows] == ["AU01", "AU02"]
@@ -269,7 +270,7 @@ def test_au_map_writes_outputs_and_merges_csv(tmp_path, monkeypatch):
     table = aumap.format_table(results)
     assert "AU01" in table and " 7 " in table
     with pytest.raises(InterpretError, match="AU04"):
-        aumap.au_map(run, "4")
+        aumap.run_au_map(run, aus="4")
 
 
 def test_au_map_all_skips_aus_without_images(tmp_path, monkeypatch):
@@ -277,18 +278,18 @@ def test_au_map_all_skips_aus_without_images(tmp_path, monkeypatch):
     maxima, aus, seq, frame, subject = planted(rng, n_seq=20, n_maps=8)
     aus = np.c_[aus, np.zeros(len(seq), np.uint8)]  # AU4 never present
     faceset = SimpleNamespace(images=np.zeros((len(seq), 99, 99), np.uint8), landmarks=None)
-    run = SimpleNamespace(path=tmp_path, dataset=SimpleNamespace(faceset=faceset))
-    cache = {"max": maxima, "aus": aus, "au_codes": np.array([1, 2, 4]), "subject": subject,
+    run = SimpleNamespace(path=tmp_path, dataset=SimpleNamespace(faceset=faceset, spec=PAPER_INPUT))
+    cache = {"layer": "relu3", "max": maxima, "aus": aus, "au_codes": np.array([1, 2, 4]), "subject": subject,
              "sequence": seq, "frame": frame}
     monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: cache)
     monkeypatch.setattr(aumap, "_deconvolve", lambda run, layer, maps, k: {m: {
         "projection": np.ones((k, 96, 96)), "image_index": np.arange(k), "rf_box": np.zeros((k, 4), int)}
         for m in maps})
-    results = aumap.au_map(run, "all", permutations=9, bootstrap=0)
+    results = aumap.run_au_map(run, aus="all", permutations=9, bootstrap=0).results
     assert list(results) == ["AU01", "AU02"]
     assert "note" in results["AU01"]["localization"]
     with pytest.raises(InterpretError, match="AU04"):
-        aumap.au_map(run, "4", permutations=9, bootstrap=0)
+        aumap.run_au_map(run, aus="4", permutations=9, bootstrap=0)
 
 
 def test_auroc_map_is_scale_free_where_the_distance_is_not():

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from interpret.report import write_report
-from test_report import make_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -44,11 +43,11 @@ def driver(tmp_path):
     drv.quit()
 
 
-def test_report_loads_cleanly_and_filters_by_au(tmp_path, driver):
+def test_report_loads_cleanly_and_filters_by_au(make_report_run, tmp_path, driver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    index = write_report(make_run(tmp_path / "run"), tmp_path / "report")
+    index = write_report(make_report_run(tmp_path / "run"), tmp_path / "report")
     driver.get(index.resolve().as_uri())
     assert driver.title.startswith("interpret report")
     images = driver.find_elements(By.TAG_NAME, "img")

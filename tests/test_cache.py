@@ -9,39 +9,13 @@ from interpret import cache as cache_mod
 from interpret.cache import build_cache, cache_path, open_cache, read_cache
 from interpret.errors import InterpretError
 from interpret.io import sha256_file
-from interpret.models import build_model, stage
-from interpret.runs import RunDataset, load_run, save_checkpoint, write_config
-
-
-def make_run(path, steps: int = 3, seed: int = 0):
-    """A run directory on 3 synthetic subjects with a zhu2019 model trained a few SGD steps."""
-    config = {"arch": "zhu2019", "classes": None, "data": {"spec": "synthetic", "subjects": 3, "seed": 0, "frames": [3, 5]},
-              "protocol": "paper", "size": 99, "split": {"kind": "kfold", "folds": 3, "fold": 0, "seed": 0},
-              "seed": seed}
-    from interpret.runs import class_targets, run_faceset
-
-    faceset = run_faceset(config)
-    config["classes"] = [faceset.emotions[i] for i in np.unique(faceset.emotion[faceset.emotion >= 0])]
-    targets = torch.from_numpy(class_targets(faceset, config["classes"]))
-    torch.manual_seed(seed)
-    model = build_model("zhu2019", len(config["classes"]))
-    images = RunDataset(faceset, np.full(len(faceset), "train"), config["classes"]).images(0, len(faceset))
-    labelled = torch.nonzero(targets >= 0)[:, 0]
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    for step in range(steps):
-        batch = labelled[torch.randperm(len(labelled), generator=torch.Generator().manual_seed(step))[:8]]
-        loss = torch.nn.functional.cross_entropy(model(images[batch]), targets[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    save_checkpoint(path / "model.pt", model, {"arch": "zhu2019"})
-    write_config(path, config)
-    return load_run(path)
+from interpret.models import stage
+from interpret.runs import RunDataset
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+def run(make_trained_run, tmp_path_factory):
+    return make_trained_run(tmp_path_factory.mktemp("run"))
 
 
 def forward(run, layer):
@@ -54,10 +28,12 @@ def forward(run, layer):
     return x
 
 
-@pytest.mark.parametrize("layer", [1, 3])
+@pytest.mark.parametrize("layer", [1, "relu3"])
 def test_cache_equals_direct_forward(run, layer):
-    path = build_cache(run, layer=layer, maps=True, batch_size=48)
-    assert path == run.path / "activations" / f"conv{layer}.h5"
+    name = f"relu{layer}" if isinstance(layer, int) else layer
+    path = build_cache(run, layer=layer, store_maps=True, batch_size=48)
+    assert path == run.path / "activations" / f"{name}.h5"
+    layer = int(name[-1])
     cache = read_cache(path)
     act = forward(run, layer)
     n, c, h, w = act.shape
@@ -79,7 +55,7 @@ def test_cache_equals_direct_forward(run, layer):
     np.testing.assert_array_equal(cache.aus, fs.au_present.astype(np.uint8))
     np.testing.assert_array_equal(cache.au_codes, fs.au_codes)
     np.testing.assert_array_equal(cache.emotion, run.dataset.targets)
-    assert cache.attrs["layer"] == layer and cache.attrs["dataset"] == fs.fingerprint()
+    assert cache.attrs["layer"] == name and cache.layer == name and cache.attrs["dataset"] == fs.fingerprint()
     cache.close()
 
 
@@ -108,7 +84,7 @@ def test_open_cache_reuses_then_rebuilds_on_changed_model(run, caplog, monkeypat
 def test_open_cache_rebuilds_when_maps_missing_or_file_foreign_or_truncated(run, caplog):
     path = build_cache(run, layer=1)
     with caplog.at_level(logging.WARNING, logger="interpret.cache"):
-        assert open_cache(run, layer=1, maps=True).has_maps
+        assert open_cache(run, layer=1, store_maps=True).has_maps
         assert "maps asked for" in caplog.text
         with h5py.File(path, "w") as h5:
             h5["data"] = np.zeros(3)
@@ -136,12 +112,12 @@ class FailingDataset(RunDataset):
 def test_interrupted_build_leaves_no_cache(run):
     broken = type(run)(path=run.path, config=run.config, model=run.model, dataset=FailingDataset(run.dataset),
                        device=run.device)
-    target = cache_path(run, 3)
+    target = cache_path(run, "relu3")
     target.unlink(missing_ok=True)
     with pytest.raises(KeyboardInterrupt):
         build_cache(broken, layer=3, batch_size=16)
     assert not target.exists()
-    assert not [p for p in target.parent.iterdir() if "conv3" in p.name]
+    assert not [p for p in target.parent.iterdir() if "relu3" in p.name]
 
 
 def test_truncated_foreign_and_non_hdf5_files_are_clear_errors(run, tmp_path):
@@ -162,6 +138,14 @@ def test_truncated_foreign_and_non_hdf5_files_are_clear_errors(run, tmp_path):
 
 
 def test_bad_layer_is_rejected(run):
-    for layer in (0, 4):
-        with pytest.raises(InterpretError, match="--layer must be 1..3"):
+    for layer, words in ((0, "declares no layer 0"), (4, "declares no layer 4"), ("relu9", "no module of that name"),
+                         ("fc", r"not a \(B, C, H, W\) map")):
+        with pytest.raises(InterpretError, match=words):
             open_cache(run, layer=layer)
+    assert not (run.path / "activations" / "fc.h5").exists()
+
+
+def test_any_named_map_layer_is_cached(run):
+    cache = open_cache(run, layer="pool2")
+    assert cache.path.name == "pool2.h5" and cache.max.shape[1] == 128
+    np.testing.assert_allclose(cache.max, forward(run, 2).amax((2, 3)).numpy(), rtol=1e-6)  # max-pool keeps the max

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from interpret.cli import app
 
 runner = CliRunner()
-COMMANDS = ("synth", "inspect", "train", "cache", "deconv", "au-map", "sanity", "report", "demo")
+COMMANDS = ("synth", "inspect", "train", "cache", "deconv", "au-map", "sanity", "report", "demo", "layers",
+            "import-model")
 
 
 def test_help_lists_every_command():
@@ -27,7 +28,7 @@ def test_python_dash_m_runs_the_same_app():
     assert result.returncode == 0 and "au-map" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["cache", "deconv", "au-map", "sanity", "report"])
+@pytest.mark.parametrize("command", ["cache", "deconv", "au-map", "sanity", "report", "layers"])
 def test_missing_run_is_one_line_naming_it(tmp_path, command):
     missing = tmp_path / "no_such_run"
     result = runner.invoke(app, [command, "--run", str(missing)])
@@ -59,8 +60,8 @@ def pipeline_run(tmp_path_factory):
 
 def test_pipeline_writes_every_artefact(pipeline_run):
     out, index = pipeline_run
-    for name in ("model.pt", "config.json", "metrics.json", "history.csv", "activations/conv3.h5",
-                 "deconv/conv3.h5", "aumap/distances.csv", "sanity/sanity.json", "demo_timing.json"):
+    for name in ("model.pt", "config.json", "metrics.json", "history.csv", "activations/relu3.h5",
+                 "deconv/relu3.h5", "aumap/distances.csv", "sanity/sanity.json", "demo_timing.json"):
         assert (out / name).is_file(), name
     assert index == out / "report" / "index.html"
     parser = _Images()
@@ -95,3 +96,20 @@ def test_cli_unknown_au_is_a_clear_error(pipeline_run):
     out, _ = pipeline_run
     result = runner.invoke(app, ["au-map", "--run", str(out), "--au", "99", "--device", "cpu"])
     assert result.exit_code == 1 and "AU99" in result.output
+
+
+def test_cli_layers_lists_shapes_fields_and_paths(pipeline_run):
+    out, _ = pipeline_run
+    result = runner.invoke(app, ["layers", "--run", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert list(rows)[:3] == ["conv1", "relu1", "pool1"] and "fc" not in rows and "out" not in rows
+    assert "256 x 24 x 24" in rows["relu3"] and "32 px, stride 4, offset -14" in rows["relu3"]
+    assert rows["relu3"].split()[1] == "3" and rows["relu3"].endswith("fast-rf")
+    assert rows["pool3"].endswith("general")
+
+
+def test_cli_unknown_layer_is_one_line(pipeline_run):
+    out, _ = pipeline_run
+    result = runner.invoke(app, ["deconv", "--run", str(out), "--layer", "relu7", "--device", "cpu"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "relu7" in result.output

@@ -1,4 +1,5 @@
 import copy
+import importlib.util
 import warnings
 
 import h5py
@@ -9,10 +10,9 @@ import torch.nn.functional as F
 from captum.attr import NeuronDeconvolution, NeuronGradient, NeuronGuidedBackprop
 
 from interpret.cache import open_cache
-from interpret.deconv import deconvolve_top, parse_maps, project, rf_boxes, run_deconv
+from interpret.deconv import deconvolve_top, fast_path_applies, parse_maps, project, run_deconv
 from interpret.errors import InterpretError
 from interpret.models import stage
-from test_cache import make_run
 
 CAPTUM = {"deconvnet": NeuronDeconvolution, "gradient": NeuronGradient, "guided": NeuronGuidedBackprop}
 # interior and border units of relu1 (96x96), relu2 (48x48), relu3 (24x24): (map, y, x)
@@ -24,8 +24,8 @@ SEEDS = {
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+def run(make_trained_run, tmp_path_factory):
+    return make_trained_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")
@@ -150,37 +150,39 @@ def test_project_validates_input(run):
 
 
 def test_parse_maps():
-    assert parse_maps("all", 4, 3).tolist() == [0, 1, 2, 3]
-    assert parse_maps("0,5,113", 256, 3).tolist() == [0, 5, 113]
-    assert parse_maps([7, 2, 7], 256, 3).tolist() == [7, 2]
-    with pytest.raises(InterpretError, match="map 256 is out of range: conv3 has maps 0..255"):
-        parse_maps("0,256", 256, 3)
+    assert parse_maps("all", 4, "relu3").tolist() == [0, 1, 2, 3]
+    assert parse_maps("0,5,113", 256, "relu3").tolist() == [0, 5, 113]
+    assert parse_maps([7, 2, 7], 256, "relu3").tolist() == [7, 2]
+    with pytest.raises(InterpretError, match="map 256 is out of range: relu3 has maps 0..255"):
+        parse_maps("0,256", 256, "relu3")
     with pytest.raises(InterpretError, match="map numbers"):
-        parse_maps("first", 256, 3)
+        parse_maps("first", 256, "relu3")
 
 
 def test_rf_boxes_match_the_reference():
     from interpret.models import build_model
+    from interpret.receptive import receptive_field
 
-    model = build_model("zhu2019", 2)
-    boxes = rf_boxes(model, 3, np.array([[0, 0], [10, 23], [5, 4]]), 96)
+    field = receptive_field(build_model("zhu2019", 2), 3, (1, 96, 96))
+    boxes = field.boxes(np.array([[0, 0], [10, 23], [5, 4]]), (96, 96))
     # unit (y, x) sees rows 4y-14 .. 4y+17; bottom/right exclusive, clipped to the image
     assert boxes.tolist() == [[0, 0, 18, 18], [26, 78, 58, 96], [6, 2, 38, 34]]
 
 
 @pytest.fixture(scope="module")
 def written(run):
-    return run_deconv(run, layer=3, top=4, maps="0,5,113,200")
+    return run_deconv(run, layer=3, top=4, maps="0,5,113,200").path
 
 
 def test_run_deconv_file(run, written):
     with h5py.File(written, "r") as h5:
         data = {name: h5[name][()] for name in h5}
         attrs = dict(h5.attrs)
-    assert written == run.path / "deconv" / "conv3.h5"
+    assert written == run.path / "deconv" / "relu3.h5"
     assert data["maps"].tolist() == [0, 5, 113, 200]
     assert data["projection"].shape == (4, 4, 96, 96) and data["projection"].dtype == np.float32
-    assert attrs["top"] == 4 and attrs["rule"] == "deconvnet" and attrs["layer"] == 3
+    assert attrs["top"] == 4 and attrs["rule"] == "deconvnet" and attrs["layer"] == "relu3"
+    assert attrs["path"] == "fast-rf" and attrs["split"] == "train"
     cache = open_cache(run, 3)
     train = np.flatnonzero(cache.split == "train")
     for m, number in enumerate(data["maps"]):
@@ -206,11 +208,11 @@ def test_run_deconv_file(run, written):
 def test_run_deconv_sheets(run, written):
     import cv2
 
-    folder = run.path / "deconv" / "conv3"
+    folder = run.path / "deconv" / "relu3"
     assert sorted(p.name for p in folder.iterdir()) == ["map_000.png", "map_005.png", "map_113.png", "map_200.png"]
     sheet = cv2.imread(str(folder / "map_113.png"))
     assert sheet.shape[0] > 2 * 96 and sheet.shape[1] >= 4 * 96  # two rows of four 96-px tiles
-    assert cv2.imread(str(run.path / "deconv" / "conv3_overview.png")) is not None
+    assert cv2.imread(str(run.path / "deconv" / "relu3_overview.png")) is not None
     run_deconv(run, layer=3, top=2, maps=[7])  # a later job replaces the per-map folder
     assert [p.name for p in folder.iterdir()] == ["map_007.png"]
 
@@ -230,3 +232,43 @@ def test_project_any_architecture(run):
     seeds = SEEDS[3][:3]
     images = images_for(run, len(seeds))
     assert (relative_error(project(model, 3, images, seeds), oracle(model, 3, images, seeds)) <= 1e-5).all()
+
+
+def small_rgb_net():
+    """A user-style nn.Sequential on 3-channel 20x20 input: conv/ReLU/max-pool, one 'same'-padded conv."""
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                               torch.nn.Conv2d(4, 6, 3, padding="same"), torch.nn.ReLU(),
+                               torch.nn.Flatten(), torch.nn.Linear(6 * 10 * 10, 2)).eval()
+
+
+@pytest.mark.parametrize("rule", ["deconvnet", "gradient", "guided"])
+def test_fast_path_on_a_named_sequential_with_colour_input(rule):
+    model = small_rgb_net()
+    images = torch.randn(4, 3, 20, 20)
+    seeds = [(0, 0, 0), (5, 9, 9), (2, 4, 7), (3, 9, 0)]
+    assert fast_path_applies(model, "4")
+    ours = project(model, "4", images, seeds, rule=rule)
+    attr = CAPTUM[rule](model, model[4])
+    reference = torch.cat([attr.attribute(images[i:i + 1], neuron_selector=tuple(s)) for i, s in enumerate(seeds)])
+    assert ours.shape == (4, 20, 20)
+    assert (relative_error(ours.numpy(), reference.sum(1).numpy()) <= 1e-5).all()  # summed over channels
+
+
+def test_fast_path_only_for_plain_conv_relu_pool_chains(run):
+    model = run.model
+    assert fast_path_applies(model, "relu1") and fast_path_applies(model, 3)
+    for layer in ("conv3", "pool2", "relu_fc"):  # not ending in conv -> ReLU
+        assert not fast_path_applies(model, layer)
+    bn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    strided = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, stride=2), torch.nn.ReLU())
+    assert not fast_path_applies(bn, "2") and not fast_path_applies(strided, "1")
+
+
+def test_a_layer_off_the_fast_path_goes_to_the_general_path(run):
+    images = images_for(run, 1)
+    if importlib.util.find_spec("interpret.projection") is None:  # before the general path is installed
+        with pytest.raises(InterpretError, match="--layer pool2: .*general projection path"):
+            project(run.model, "pool2", images, [(0, 3, 3)])
+    else:
+        assert project(run.model, "pool2", images, [(0, 3, 3)]).shape == (1, 96, 96)

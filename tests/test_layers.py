@@ -40,3 +40,15 @@ def test_hooks_removed_when_the_block_raises():
             model(torch.randn(1, 1, 95, 95))  # wrong size: the FC layer raises
     assert "relu1" in outputs
     assert hook_count(model) == 0
+
+
+def test_default_layer_and_sequential_names():
+    from interpret.layers import choose_layer, map_layers
+
+    assert choose_layer(build_model("khorrami2015", 7)) == "relu3"
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten())
+    assert resolve_layer(net, 1) == "1"  # a child's own name when no number is declared
+    with pytest.raises(InterpretError, match="declares no default layer"):
+        choose_layer(net)
+    assert map_layers(net, torch.zeros(1, 1, 5, 5)) == [("0", (2, 3, 3)), ("1", (2, 3, 3))]
+    assert hook_count(net) == 0

@@ -41,7 +41,7 @@ def planted_faceset(n_per_class: int = 12, seed: int = 0) -> FaceSet:
 
 
 def write_deconv_seeds(run: Run, layer: int) -> None:
-    """RUN/deconv/convK.h5 with the top-1 (activation, image, position) of every map, as `deconv` stores it."""
+    """RUN/deconv/reluK.h5 with the top-1 (activation, image, position) of every map, as `deconv` stores it."""
     with torch.no_grad():
         x = run.dataset.images(0, len(run.dataset))
         for k in range(1, layer + 1):
@@ -54,7 +54,7 @@ def write_deconv_seeds(run: Run, layer: int) -> None:
     maps = torch.arange(act.shape[1])
     pos = where[best, maps]
     side = act.shape[-1]
-    path = run.path / "deconv" / f"conv{layer}.h5"
+    path = run.path / "deconv" / f"relu{layer}.h5"
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as h5:
         h5["maps"] = maps.numpy()
@@ -90,21 +90,26 @@ def small_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def result(small_run):
-    return run_sanity(small_run, layer=3, seed=0, n_seeds=N_SEEDS)
+    return run_sanity(small_run, layer=3, seed=0, n_seeds=N_SEEDS).result
 
 
-def test_fc_randomization_leaves_conv3_projections_identical(result):
+def test_head_randomization_leaves_relu3_projections_identical(result):
+    assert result["layer"] == "relu3"
     for rule in RULES:
-        fc = result["metrics"][rule]["fc"]
+        fc = result["metrics"][rule]["head"]
         assert fc["identical"], rule
         assert fc["spearman_abs"] == pytest.approx(1.0) and fc["ssim"] == pytest.approx(1.0)
     assert any("does not depend on out, fc" in note and "unchanged" in note for note in result["notes"])
 
 
 def test_stages_are_cumulative_from_the_top(small_run):
-    stages = cascade_stages(small_run.model)
-    assert [s["name"] for s in stages] == ["trained", "fc", "conv3", "conv2", "conv1"]
+    stages = cascade_stages(small_run.model, "relu3", small_run.dataset.images(0, 1))
+    assert [s["name"] for s in stages] == ["trained", "head", "conv3", "conv2", "conv1"]
     assert stages[-1]["randomized"] == ["out", "fc", "conv3", "conv2", "conv1"]
+    assert [s["can_change"] for s in stages] == [False, False, True, True, True]
+    below_pool2 = cascade_stages(small_run.model, "pool2", small_run.dataset.images(0, 1))
+    assert [s["name"] for s in below_pool2] == ["trained", "head", "conv2", "conv1"]
+    assert below_pool2[1]["randomized"] == ["out", "fc", "conv3"]
     fresh = build_model("khorrami2015", 2)
     net = randomized_model(small_run.model, fresh, stages[2]["randomized"])
     assert torch.equal(net.conv3.weight, fresh.conv3.weight)
@@ -116,7 +121,7 @@ def test_randomizing_conv_layers_changes_gradient_projections(result):
     gradient = result["metrics"]["gradient"]
     assert not gradient["conv3"]["identical"]
     assert gradient["conv1"]["spearman_abs"] < 0.5
-    assert gradient["conv1"]["spearman_abs"] < gradient["fc"]["spearman_abs"] - 0.4
+    assert gradient["conv1"]["spearman_abs"] < gradient["head"]["spearman_abs"] - 0.4
 
 
 def test_outputs_have_the_documented_keys(small_run, result):
@@ -143,9 +148,9 @@ def test_outputs_have_the_documented_keys(small_run, result):
 
 
 def test_deterministic_for_a_seed(small_run, result):
-    again = run_sanity(small_run, layer=3, seed=0, n_seeds=N_SEEDS)
+    again = run_sanity(small_run, layer=3, seed=0, n_seeds=N_SEEDS).result
     assert again["metrics"] == result["metrics"]
-    other = run_sanity(small_run, layer=3, seed=1, n_seeds=N_SEEDS)
+    other = run_sanity(small_run, layer=3, seed=1, n_seeds=N_SEEDS).result
     assert other["metrics"]["gradient"]["conv1"] != result["metrics"]["gradient"]["conv1"]
 
 
@@ -164,12 +169,23 @@ def test_seeds_come_from_the_cache_without_a_deconv_file(small_run, tmp_path):
     from interpret.runs import save_checkpoint
     from interpret.sanity import select_seeds
 
-    from_deconv = select_seeds(small_run, 3, N_SEEDS)
+    from_deconv = select_seeds(small_run, "relu3", N_SEEDS)
     bare = Run(path=tmp_path, config={**small_run.config, "size": 99, "protocol": "frames"}, model=small_run.model,
                dataset=small_run.dataset, device=small_run.device)
     save_checkpoint(tmp_path / "model.pt", small_run.model, {"arch": "khorrami2015"})
-    from_cache = select_seeds(bare, 3, N_SEEDS)
-    assert (tmp_path / "activations" / "conv3.h5").is_file()
+    from_cache = select_seeds(bare, "relu3", N_SEEDS)
+    assert (tmp_path / "activations" / "relu3.h5").is_file()
     key = lambda seeds: [(s["map"], s["image_index"], s["y"], s["x"]) for s in seeds]  # noqa: E731
     assert key(from_cache) == key(from_deconv)
     assert [s["activation"] for s in from_cache] == pytest.approx([s["activation"] for s in from_deconv], rel=1e-5)
+
+
+def test_a_batchnorm_is_randomized_with_its_conv():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Conv2d(4, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)).eval()
+    stages = cascade_stages(model, "5", torch.zeros(1, 1, 10, 10))
+    assert [s["name"] for s in stages] == ["trained", "head", "3", "0"]
+    assert [s["randomized"] for s in stages[1:]] == [["7"], ["7", "3", "4"], ["7", "3", "4", "0", "1"]]
+    # a layer between a conv and its BatchNorm: the BatchNorm runs after it, so it is head
+    assert cascade_stages(model, "3", torch.zeros(1, 1, 10, 10))[1]["randomized"] == ["7", "4"]
