@@ -25,7 +25,6 @@ scaled by the unit's activation (Zeiler–Fergus keep the activation's value and
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -183,9 +182,6 @@ def project(model, layer, images, seeds, rule: str = "deconvnet", owner=None) ->
     name = resolve_layer(model, layer)
     if fast_path_applies(model, name):
         return project_fast(model, name, images, seeds, rule=rule, owner=owner)
-    if importlib.util.find_spec("interpret.projection") is None:
-        raise InterpretError(f"--layer {name}: its stack is not a conv/ReLU/max-pool chain, and the general "
-                             "projection path (interpret.projection) is not part of this installation")
     from interpret.projection import project_general
 
     return project_general(model, name, images, seeds, rule=rule, owner=owner)

@@ -30,6 +30,7 @@ from torch import nn
 from interpret import __version__
 from interpret.data.transforms import InputSpec
 from interpret.errors import InterpretError, located
+from interpret import pretrained
 from interpret.io import sha256_file
 
 log = logging.getLogger(__name__)
@@ -80,22 +81,12 @@ def build_from_factory(path, name: str) -> nn.Module:
     return model
 
 
-def load_pretrained(name: str):
-    """(module, InputSpec, classes) of a packaged pretrained model (`interpret.pretrained`)."""
-    if importlib.util.find_spec("interpret.pretrained") is None:
-        raise InterpretError(f"--model {name}: packaged pretrained models (interpret.pretrained) are not part of "
-                             "this installation; give FILE.py:FACTORY for your own model")
-    from interpret.pretrained import load_pretrained as load
-
-    return load(name)
-
-
 def build_imported(config: dict) -> nn.Module:
     """A fresh instance of a run's imported model: the factory run again, or the pretrained
     module with every submodule's parameters reset (the weights come from ``model.pt``)."""
     spec = config["model"]
     if "pretrained" in spec:
-        model = load_pretrained(spec["pretrained"])[0]
+        model = pretrained.load_pretrained(spec["pretrained"])[0]
         for module in model.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
@@ -176,7 +167,7 @@ def import_model(model: str, out, data: str = "synthetic", weights=None, input_s
         where = path
         model_entry = {"factory": str(path), "factory_sha256": sha256_file(path), "name": name}
     else:
-        network, spec, class_list = load_pretrained(model)
+        network, spec, class_list = pretrained.load_pretrained(model)
         if input_size is not None and input_size != spec.size:
             raise InterpretError(f"--model {model} takes {spec.size}x{spec.size} input; drop --input-size {input_size}")
         class_list = [c.strip() for c in classes.split(",")] if classes else list(class_list)

@@ -1,5 +1,4 @@
 import copy
-import importlib.util
 import warnings
 
 import h5py
@@ -266,9 +265,15 @@ def test_fast_path_only_for_plain_conv_relu_pool_chains(run):
 
 
 def test_a_layer_off_the_fast_path_goes_to_the_general_path(run):
+    """A pool2 unit (general path) routes its signal to the relu2 unit at its window's maximum
+    (fast path): the two projections are equal."""
+    from interpret.layers import layer_output
+
     images = images_for(run, 1)
-    if importlib.util.find_spec("interpret.projection") is None:  # before the general path is installed
-        with pytest.raises(InterpretError, match="--layer pool2: .*general projection path"):
-            project(run.model, "pool2", images, [(0, 3, 3)])
-    else:
-        assert project(run.model, "pool2", images, [(0, 3, 3)]).shape == (1, 96, 96)
+    relu2 = layer_output(run.model, "relu2", images)[0, 3, 6:8, 6:8]
+    dy, dx = divmod(int(relu2.argmax()), 2)
+    assert float(relu2.max()) > 0
+    pooled = project(run.model, "pool2", images, [(3, 3, 3)])
+    direct = project(run.model, "relu2", images, [(3, 6 + dy, 6 + dx)])
+    assert pooled.shape == (1, 96, 96) and torch.allclose(pooled, direct, atol=1e-6)
+    assert float(pooled.abs().sum()) > 0
