@@ -43,7 +43,7 @@ import numpy as np
 from interpret import stats
 from interpret.errors import InterpretError
 from interpret.facs import au_name, parse_au_list, region_mask
-from interpret.io import atomic_path, write_json, write_text
+from interpret.io import atomic_path, sha256_file, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -429,8 +429,10 @@ def run_au_map(run, *, layer=None, aus="all", n: int = 9, k: int = 9, permutatio
     results = au_statistics(cache["max"], cache["aus"], cache["au_codes"], cache["sequence"],
                             cache["frame"], cache["subject"], codes, n=n, permutations=permutations,
                             bootstrap=bootstrap, seed=seed, layer=layer, known=known, unit=unit)
+    model_sha256 = sha256_file(Path(run.path) / "model.pt")
     for res in results.values():
         res["labels"] = label_options
+        res["model_sha256"] = model_sha256  # the report refuses results of another model
     out = Path(run.path) / "aumap"
     maps = {res[key] for res in results.values() for key in ("best_map", "auroc_map")}
     deconvs = _deconvolve(run, layer, sorted(maps), k)

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from interpret.errors import located
 from interpret.facs import AU_NAMES, au_name
-from interpret.io import default_mode
+from interpret.io import default_mode, sha256_file
 from interpret.runs import read_config, run_input
 
 TEMPLATE = "report.html"
@@ -212,12 +212,14 @@ def _overview(run: Path, config: dict, assets: _Assets) -> dict:
     }
 
 
-def _aumap(run: Path, layer: str | None, assets: _Assets) -> dict:
+def _aumap(run: Path, layer: str | None, assets: _Assets, provenance: _Provenance) -> dict:
     folder = run / "aumap"
     results = []
     for path in sorted(folder.glob("AU*.json"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0)):
         data = _read_json(path)
         if not isinstance(data, dict) or str(data.get("layer", layer)) != str(layer):
+            continue
+        if not provenance.fresh(data.get("model_sha256"), path, "au-map"):
             continue
         name = str(data.get("au", path.stem))
         stem = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)
@@ -244,6 +246,8 @@ def _aumap(run: Path, layer: str | None, assets: _Assets) -> dict:
             "cooccurrence": data.get("cooccurrence") or {},
         })
     names, table = read_distances(folder / "distances.csv", layer)
+    keep = [i for i, name in enumerate(names) if name in {r["au"] for r in results}]  # stale AUs stay out
+    names, table = [names[i] for i in keep], table[keep] if len(names) else table
     heatmap = _heatmap(names, table, layer, assets) if len(names) else None
     return {"results": results, "names": names, "table": table, "heatmap": heatmap}
 
@@ -364,13 +368,52 @@ def _implications(result: dict) -> list[str]:
     return lines
 
 
+class _Provenance:
+    """Which derived files were computed from the run's current model.pt.
+
+    au-map, sanity and deconvolution outputs record the SHA-256 of the model they came from; one
+    that records another (or none) describes a model this run no longer holds: the report leaves
+    it out and says which step to run again. A run without model.pt cannot be checked.
+    """
+
+    def __init__(self, run: Path):
+        model = run / "model.pt"
+        self.current = sha256_file(model) if model.is_file() else None
+        self.stale: list[str] = []
+
+    def fresh(self, recorded, path: Path, step: str) -> bool:
+        if self.current is None or recorded == self.current:
+            return True
+        self.stale.append(f"{path.parent.name}/{path.name} was computed from {'another' if recorded else 'an unrecorded'} "
+                          f"model.pt: left out; run `interpret {step}` again")
+        return False
+
+
+def _deconv_sha(run: Path, layer) -> str | None:
+    path = run / "deconv" / f"{layer}.h5"
+    if not path.is_file():
+        return None
+    try:
+        with h5py.File(path, "r") as h5:
+            value = h5.attrs.get("model_sha256")
+    except OSError:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def build_context(run: Path, config: dict, assets: _Assets) -> dict:
     """Everything the template shows, with images copied into the report folder."""
     layer = _analysed_layer(run)
-    aumap = _aumap(run, layer, assets)
-    gallery = _gallery(run, layer, aumap, assets)
+    provenance = _Provenance(run)
+    aumap = _aumap(run, layer, assets, provenance)
+    deconv_file = run / "deconv" / f"{layer}.h5"
+    sheets_fresh = not deconv_file.is_file() or provenance.fresh(_deconv_sha(run, layer), deconv_file, "deconv")
+    gallery = _gallery(run, layer if sheets_fresh else None, aumap, assets)
     overview = _overview(run, config, assets)
     sanity = _sanity(run, layer, assets)
+    if sanity is not None and not provenance.fresh(sanity.get("model_sha256"), run / "sanity" / "sanity.json",
+                                                   "sanity"):
+        sanity = None
     if sanity and overview["baseline_note"]:
         sanity["implications"].insert(1, "This network's test accuracy does not beat the majority baseline: weights "
                                          "that matter for a projection need not be weights that learned expressions.")
@@ -392,6 +435,7 @@ def build_context(run: Path, config: dict, assets: _Assets) -> dict:
         "data_source": config["data"]["spec"],
         "aumap": {"results": aumap["results"], "heatmap": aumap["heatmap"], "n_aus": len(aumap["names"])},
         "sanity": sanity,
+        "stale": provenance.stale,
     }
 
 

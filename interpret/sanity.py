@@ -258,6 +258,7 @@ def run_sanity(run, *, layer=None, seed: int = 0, n_seeds: int = 32) -> SanityRe
     result["notes"] = _notes(result)
     result["verdict"] = _verdicts(result)
     result["aumap_check"] = aumap_check(Path(run.path) / "aumap")
+    result["model_sha256"] = sha256_file(Path(run.path) / "model.pt")  # the report refuses another model's
     out = Path(run.path) / "sanity"
     result["figures"] = {"cascade": "sanity/cascade.png", "similarity": "sanity/similarity.png"}
     plot_cascade(out / "cascade.png", result, grey, projections)

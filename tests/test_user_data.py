@@ -247,3 +247,35 @@ def test_same_seed_same_threads_same_bits_across_processes(tmp_path):
 
     environment = json.loads((tmp_path / "r0" / "metrics.json").read_text())["environment"]
     assert environment["threads"] == 1 and environment["torch"] == __import__("torch").__version__
+
+
+def test_every_documented_entry_point_resolves_with_a_docstring():
+    import interpret
+
+    names = dir(interpret)
+    for name in interpret.ENTRY_POINTS:
+        assert name in names
+        entry = getattr(interpret, name)
+        assert callable(entry) and (entry.__doc__ or "").strip(), name
+    with pytest.raises(AttributeError):
+        interpret.no_such_step
+
+
+def test_report_leaves_out_results_of_another_model(tmp_path, make_report_run):
+    """au-map, sanity and deconvolution outputs computed from a model.pt that is no longer the run's."""
+    import json
+
+    from interpret.report import write_report
+    from interpret.io import sha256_file
+
+    run = make_report_run(tmp_path / "run")
+    (run / "model.pt").write_bytes(b"the re-trained model")
+    current = sha256_file(run / "model.pt")
+    for path in (run / "aumap").glob("AU*.json"):
+        data = json.loads(path.read_text())
+        data["model_sha256"] = current if data["au"] == "AU01" else "0" * 64
+        path.write_text(json.dumps(data))
+    html = write_report(run).read_text()
+    assert "aumap/AU04.json was computed from another model.pt" in html and "interpret au-map" in html
+    assert "sanity/sanity.json was computed from an unrecorded model.pt" in html
+    assert 'href="#AU01"' in html and 'href="#AU04"' not in html
