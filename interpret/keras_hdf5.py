@@ -88,10 +88,14 @@ class KerasMaxPool2d(nn.MaxPool2d):
         super().__init__(kernel, stride)
         self.keras_padding = keras_padding
 
-    def forward(self, x):
+    def pad_input(self, x: torch.Tensor, value: float = float("-inf")) -> torch.Tensor:
+        """The input as the pooling sees it (the receptive-field probe pads with 0 instead)."""
         if self.keras_padding == "same":
-            x = _pad_same(x, _pair(self.kernel_size), _pair(self.stride), value=float("-inf"))
-        return super().forward(x)
+            return _pad_same(x, _pair(self.kernel_size), _pair(self.stride), value=value)
+        return x
+
+    def forward(self, x):
+        return super().forward(self.pad_input(x))
 
 
 class Add(nn.Module):

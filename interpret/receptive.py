@@ -69,8 +69,10 @@ def _replaced_output(module: nn.Module):
     if isinstance(module, _PASS_THROUGH):
         return lambda _m, inputs, _out: inputs[0]
     if isinstance(module, nn.MaxPool2d) and module.dilation in (1, (1, 1)):
-        return lambda m, inputs, _out: F.avg_pool2d(inputs[0], m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                                                    count_include_pad=True)
+        # a max-pool that pads its own input (Keras 'same', `pad_input`) is averaged over that padding
+        pad = getattr(module, "pad_input", None)
+        return lambda m, inputs, _out: F.avg_pool2d(inputs[0] if pad is None else pad(inputs[0], 0.0), m.kernel_size,
+                                                    m.stride, m.padding, m.ceil_mode, count_include_pad=True)
     if isinstance(module, nn.AdaptiveMaxPool2d):
         return lambda m, inputs, _out: F.adaptive_avg_pool2d(inputs[0], m.output_size)
     return None
