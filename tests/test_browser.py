@@ -45,13 +45,20 @@ def driver(tmp_path):
 
 def test_report_loads_cleanly_and_filters_by_au(make_report_run, tmp_path, driver):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     index = write_report(make_report_run(tmp_path / "run"), tmp_path / "report")
     driver.get(index.resolve().as_uri())
     assert driver.title.startswith("interpret report")
     images = driver.find_elements(By.TAG_NAME, "img")
     assert len(images) > 10
+    lazy = [img for img in images if img.get_attribute("loading") == "lazy"]
+    assert len(lazy) >= 6  # the gallery's thumbnails load as they scroll into view
+    full = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#gallery .map-card a")]
+    assert len(full) == 6 and all(href.endswith(".jpg") for href in full)
+    driver.execute_script("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });")
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script(
+        "return Array.from(document.images).every(i => i.complete);"))
     broken = [img.get_attribute("src") for img in images
               if not driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", img)]
     assert broken == []
