@@ -181,3 +181,29 @@ def demo(
     from interpret.demo import run_demo
 
     typer.echo(str(run_demo(out, report_out=report_out, device=device)))
+
+
+@command()
+def predict(
+    run: Path = typer.Option(..., help="Run directory"),
+    input: str = typer.Option(..., "--input", help="A photo, a folder of photos, a video file, or webcam[:N]"),
+    out: Path = typer.Option(Path("predictions"), help="Output folder"),
+    detector: str = typer.Option("alt", help="alt (frontalface_alt, 1.1/3, seed 000) or default (1.3/5, seed 001)"),
+    faces: str = typer.Option("largest", help="largest or all"),
+    every: Optional[float] = typer.Option(None, min=0, help="Predict one frame every SECONDS (default: every frame)"),
+    headless: bool = typer.Option(False, "--headless", help="Webcam: no live window"),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after N predicted frames"),
+):
+    """Per-face predictions on a photo, folder, video or webcam: CSV, annotated video, timeline, HTML."""
+    from interpret.predict import Predictor, load_predict_run
+    from interpret.predict_session import predict_source
+    from interpret.video import open_source
+
+    predictor = Predictor(load_predict_run(run), detector=detector, faces=faces)
+    with open_source(input) as source:
+        summary = predict_source(predictor, source, out, every=every, max_frames=max_frames,
+                                 show=source.kind == "webcam" and not headless)
+    for note in summary["notes"]:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"{summary['frames_sampled']} frames predicted ({summary['frames_without_face']} without a face), "
+               f"{summary['frames_per_second']} frames/s; written to {out}")
