@@ -38,6 +38,8 @@ DETECTORS = {
     "default": ("haarcascade_frontalface_default.xml", 1.3, 5),
 }
 FACE_MODES = ("largest", "all")
+#: Default smallest face: a tenth of the frame's shorter side (48 px at 640x480).
+MIN_FACE = 0.1
 NO_FACE = "no face"
 WINDOW_FILLING = "window filling"
 
@@ -151,23 +153,36 @@ def load_predict_run(path) -> PredictRun:
 # ---- detection and crops ------------------------------------------------------------------------
 
 class HaarDetector:
-    """OpenCV's Haar frontal-face cascade with a seed system's parameters; boxes largest first."""
+    """OpenCV's Haar frontal-face cascade with a seed system's parameters; boxes largest first.
 
-    def __init__(self, kind: str = "alt"):
+    `min_face`: the smallest face searched, as a fraction (< 1) of the frame's shorter side or in
+    pixels (>= 1); 0 or None searches down to the cascade's own window (OpenCV's default, slow).
+    """
+
+    def __init__(self, kind: str = "alt", min_face: float | None = MIN_FACE):
         if kind not in DETECTORS:
             raise InterpretError(f"--detector must be one of {', '.join(DETECTORS)}, got {kind!r}")
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
             raise InterpretError("this OpenCV build ships no Haar cascades (use opencv-python-headless<5)")
         file, self.scale, self.neighbours = DETECTORS[kind]
         self.kind = kind
+        self.min_face = min_face
         self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + file)
         if self.cascade.empty():
             raise located(cv2.data.haarcascades + file, "the Haar cascade does not load")
 
     def __call__(self, grey: np.ndarray) -> list[tuple[int, int, int, int]]:
-        found = self.cascade.detectMultiScale(grey, scaleFactor=self.scale, minNeighbors=self.neighbours)
+        side = self.min_face_px(grey.shape)
+        found = self.cascade.detectMultiScale(grey, scaleFactor=self.scale, minNeighbors=self.neighbours,
+                                              minSize=(side, side))
         boxes = [tuple(int(v) for v in box) for box in found]
         return sorted(boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))
+
+
+    def min_face_px(self, shape) -> int:
+        if not self.min_face:
+            return 0
+        return int(round(self.min_face * min(shape[:2]))) if self.min_face < 1 else int(self.min_face)
 
 
 def square_crop(grey: np.ndarray, box, size: int) -> np.ndarray:
@@ -206,13 +221,13 @@ class Predictor:
     Frames without a face are skipped: the window keeps its faces and moves on with the next one.
     """
 
-    def __init__(self, run: PredictRun, detector: str = "alt", faces: str = "largest"):
+    def __init__(self, run: PredictRun, detector: str = "alt", faces: str = "largest", min_face: float | None = MIN_FACE):
         if faces not in FACE_MODES:
             raise InterpretError(f"--faces must be largest or all, got {faces!r}")
         if run.window and faces == "all":
             raise InterpretError(f"{run.path}: a sequence model follows one face; use --faces largest")
         self.run = run
-        self.detect = HaarDetector(detector)
+        self.detect = HaarDetector(detector, min_face)
         self.faces = faces
         self.window = collections.deque(maxlen=run.window) if run.window else None
         self._outputs = None
@@ -240,14 +255,20 @@ class Predictor:
                        for m in self.run.au_maps], axis=1)
         return probs, au[-len(probs):]
 
-    def __call__(self, image: np.ndarray) -> list[FacePrediction]:
+    def locate(self, image: np.ndarray) -> tuple[list, np.ndarray | None]:
+        """Face boxes (largest first; only the largest with faces='largest') and their crops."""
         grey = to_grey(image)
         boxes = self.detect(grey)
-        if not boxes:
-            return [FacePrediction(None, NO_FACE)]
         if self.faces == "largest":
             boxes = boxes[:1]
-        crops = np.stack([square_crop(grey, box, self.run.face_size) for box in boxes])
+        if not boxes:
+            return [], None
+        return boxes, np.stack([square_crop(grey, box, self.run.face_size) for box in boxes])
+
+    def classify(self, boxes: list, crops: np.ndarray | None) -> list[FacePrediction]:
+        """The network's predictions for `locate`'s output (a 'no face' entry when it found none)."""
+        if not boxes:
+            return [FacePrediction(None, NO_FACE)]
         x = self.network_input(crops)
         if self.window is not None:
             self.window.append(x[0])
@@ -256,3 +277,6 @@ class Predictor:
             x = torch.stack(list(self.window))[None]
         probs, au = self.forward(x)
         return [FacePrediction(box, "face", probs[i], None if au is None else au[i]) for i, box in enumerate(boxes)]
+
+    def __call__(self, image: np.ndarray) -> list[FacePrediction]:
+        return self.classify(*self.locate(image))

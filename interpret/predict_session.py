@@ -10,18 +10,22 @@ staging folder inside OUT and moved into place only when the source has been rea
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import cv2
 import jinja2
 import numpy as np
+import torch
 
 from interpret.errors import InterpretError
 from interpret.overlay import draw
@@ -59,6 +63,72 @@ def rows_of(run: PredictRun, frame, faces) -> list[dict]:
             row.update({m.column: f"{a:.5f}" for m, a in zip(run.au_maps, face.au)})
         rows.append(row)
     return rows
+
+
+class _Located:
+    """Reads, samples and detects faces one step ahead in a thread, so that detection (OpenCV) and
+    the network (torch), which both release the GIL, overlap. Iterating yields (frame, sampled,
+    `Predictor.locate` result or None) in order; an error in the thread is raised here."""
+
+    _END = object()
+
+    def __init__(self, source: FrameSource, sampler: Sampler, predictor: Predictor, depth: int = 4):
+        self.source, self.sampler, self.predictor = source, sampler, predictor
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._work, name="interpret-locate", daemon=True)
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for frame in self.source:
+                is_sample = self.sampler(frame)
+                found = self.predictor.locate(frame.image) if is_sample else None
+                if not self._put((frame, is_sample, found)):
+                    return
+            self._put(self._END)
+        except BaseException as err:  # handed to the consumer, which raises it
+            self._put(err)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __iter__(self):
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+@contextlib.contextmanager
+def _split_cores():
+    """Half the usable cores for torch (the network), half for OpenCV (detection in the reading
+    thread), restored afterwards: both at full width oversubscribe the CPU and busy-wait."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(max(1, cores // 2))
+    cv2.setNumThreads(max(1, cores - cores // 2))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_threads)
+        cv2.setNumThreads(cv2_threads)
 
 
 def _open_window() -> None:
@@ -104,16 +174,15 @@ def predict_source(predictor: Predictor, source: FrameSource, out, every: float 
         au_names = [m.au for m in run.au_maps]
         stills = staging / "annotated"
         start = time.perf_counter()
-        with predictor:
-            for frame in source:
+        with predictor, _split_cores(), _Located(source, sampler, predictor) as located:
+            for frame, is_sample, found in located:
                 frames_read += 1
-                held = not sampler(frame)
-                if not held:
-                    held_faces = predictor(frame.image)
+                if is_sample:
+                    held_faces = predictor.classify(*found)
                     rows += rows_of(run, frame, held_faces)
                     sampled += 1
                 fps = rate.tick() if source.live else None
-                image = draw(frame.image.copy(), held_faces, run.classes, au_names, run.valence, fps, held)
+                image = draw(frame.image.copy(), held_faces, run.classes, au_names, run.valence, fps, not is_sample)
                 if source.kind in ("video", "webcam"):
                     if writer is None:
                         writer = _video_writer(staging / VIDEO_NAME, image, source.fps or CAMERA_FPS_FALLBACK)
