@@ -117,7 +117,7 @@ class _Located:
 
 
 @contextlib.contextmanager
-def _split_cores():
+def split_cores():
     """Half the usable cores for torch (the network), half for OpenCV (detection in the reading
     thread), restored afterwards: both at full width oversubscribe the CPU and busy-wait."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -174,7 +174,7 @@ def predict_source(predictor: Predictor, source: FrameSource, out, every: float 
         au_names = [m.au for m in run.au_maps]
         stills = staging / "annotated"
         start = time.perf_counter()
-        with predictor, _split_cores(), _Located(source, sampler, predictor) as located:
+        with predictor, split_cores(), _Located(source, sampler, predictor) as located:
             for frame, is_sample, found in located:
                 frames_read += 1
                 if is_sample:
