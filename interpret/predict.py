@@ -15,6 +15,7 @@ scale 1.3, 5 neighbours (seed 001).
 from __future__ import annotations
 
 import collections
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,8 +104,6 @@ def _cache_file(run_path: Path, layer: int | str, layer_name: str) -> Path:
 def read_au_maps(run_path: Path, model: torch.nn.Module) -> list[AUMap]:
     """Each `RUN/aumap/AU*.json`'s best map, with the mean of that map's top-n per-image maxima
     over the run's data (from the activation cache the au-map was computed on) as its level."""
-    import json
-
     files = sorted((run_path / "aumap").glob("AU[0-9]*.json"))
     model_sha = sha256_file(run_path / "model.pt") if files else None
     out = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import math
 import os
@@ -245,8 +246,6 @@ def _summary(run, source, predictor, rows, frames_read, sampled, elapsed, every)
 
 
 def _write_outputs(folder: Path, run: PredictRun, rows: list[dict], summary: dict) -> None:
-    import json
-
     with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns(run), restval="")
         writer.writeheader()
@@ -268,9 +267,8 @@ def plot_timeline(path: Path, run: PredictRun, rows: list[dict], summary: dict) 
     from matplotlib.figure import Figure
 
     still = summary["kind"] in ("image", "folder")
-    first = [r for i, r in enumerate(rows) if r["face"] in ("", 0)]
+    first = [r for r in rows if r["face"] in ("", 0)]
     x = np.arange(len(first)) if still else np.array([float(r["time_s"]) for r in first])
-    has_face = np.array([r["status"] == "face" for r in first], dtype=bool)
     panels = 2 if run.au_maps else 1
     fig = Figure(figsize=(9, 2.8 * panels))
     FigureCanvasAgg(fig)
@@ -289,7 +287,7 @@ def plot_timeline(path: Path, run: PredictRun, rows: list[dict], summary: dict) 
             ax.plot(x, series(f"p_{c}"), "-", lw=1, marker="." if len(first) < 60 else None, label=c)
         ax.set_ylim(-0.08, 1.02)
         ax.set_ylabel("probability")
-    missing = x[~has_face & np.array([r["status"] == NO_FACE for r in first], dtype=bool)]
+    missing = x[np.array([r["status"] == NO_FACE for r in first], dtype=bool)]
     if len(missing):
         low = ax.get_ylim()[0]
         ax.plot(missing, np.full(len(missing), low + 0.03), "|", color="grey", ms=8, label=NO_FACE)

@@ -80,7 +80,7 @@ def read_rows(path: Path) -> list[dict]:
 def synthetic_video(tmp_path_factory):
     """Synthetic faces (interpret.synth) moving over a background; the known box = landmark box."""
     frames = [(img, marks) for seq in generate_sequences(subjects=2, seed=3)[:3]
-              for img, marks in zip(seq.frames, seq.landmarks)][:24]
+              for img, marks in zip(seq.frames, seq.landmarks)][:16]
     video, boxes = [], []
     for k, (face, marks) in enumerate(frames):
         frame = background(k)
@@ -98,7 +98,7 @@ def astronaut_video(tmp_path_factory):
     """The real face of skimage's astronaut (a 200x220 cut around it) moving over a background."""
     still = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
     cut = still[26:246, 126:326]
-    n, video, boxes = 20, [], []
+    n, video, boxes = 16, [], []
     for k in range(n):
         frame = background(100 + k)
         x, y = path_at(k, n, cut.shape[:2])
@@ -152,13 +152,12 @@ def test_video_detection_rows_timestamps_and_annotated_frames(request, run_dir, 
 def test_probabilities_are_the_runs_crop_through_the_network(run_dir, synthetic_video, tmp_path):
     """A CSV row equals the network applied by hand to the square crop of its box, resized to the run's size."""
     from interpret.data.transforms import evaluate
-    from interpret.runs import load_run
 
     path, _ = synthetic_video
     run_predict(run_dir, str(path), tmp_path / "out", max_frames=3)
     rows = read_rows(tmp_path / "out" / "predictions.csv")
     assert len(rows) == 3
-    run = load_run(run_dir)
+    run = load_predict_run(run_dir)
     capture = cv2.VideoCapture(str(path))
     for row in rows:
         grey = cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2GRAY)
@@ -166,8 +165,8 @@ def test_probabilities_are_the_runs_crop_through_the_network(run_dir, synthetic_
         assert w == h  # Haar boxes are square: the crop is the box itself
         face = cv2.resize(grey[y:y + h, x:x + w], (99, 99), interpolation=cv2.INTER_AREA)
         with torch.no_grad():
-            expected = torch.softmax(run.model(evaluate(torch.from_numpy(face[None]), run.dataset.spec)), 1)[0]
-        got = [float(row[f"p_{c}"]) for c in run.config["classes"]]
+            expected = torch.softmax(run.model(evaluate(torch.from_numpy(face[None]), run.spec)), 1)[0]
+        got = [float(row[f"p_{c}"]) for c in run.classes]
         assert np.allclose(got, expected.numpy(), atol=1e-5)
 
 
@@ -252,7 +251,7 @@ def test_bad_inputs_are_one_line_naming_the_file_and_leave_nothing(run_dir, astr
                     "webcam:57", "does not open")
     # a video cut short: the header promises more frames than the file holds (MJPG in AVI keeps frames readable)
     still = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
-    frames = [background(k) for k in range(30)]
+    frames = [background(k) for k in range(16)]
     for frame in frames:
         frame[100:320, 200:400] = still[26:246, 126:326]
     full = write_video(tmp_path / "full.avi", frames, fourcc="MJPG")
@@ -307,7 +306,7 @@ def test_au_readout_is_the_best_maps_maximum_over_its_top_level(make_untrained_r
         (run_path / "aumap").mkdir(exist_ok=True)
         (run_path / "aumap" / f"{au}.json").write_text(json.dumps({"au": au, "layer": 3, "best_map": m, "n": 9}))
     path, _ = astronaut_video
-    summary = run_predict(run_path, str(path), tmp_path / "out", max_frames=3)
+    summary = run_predict(run_path, str(path), tmp_path / "out", max_frames=2)
     assert summary["au_maps"] == ["AU01_map", "AU12_map"]
     assert any("not AU detection" in note for note in summary["notes"])
     rows = read_rows(tmp_path / "out" / "predictions.csv")
@@ -399,3 +398,36 @@ def test_evaluate_video_bad_annotations_name_file_and_line(tmp_path):
     emotions = tmp_path / "emotions.csv"
     emotions.write_text("source,frame,time_s,face,status,x,y,w,h,p_happy,label\nv,0,0.0,0,face,1,1,9,9,1,happy\n")
     _one_line_error(["evaluate-video", "--predictions", str(emotions), "--annotations", str(ann)], "'V'")
+
+
+def test_three_channel_network_gets_grey_replicated_and_says_so(make_untrained_run, tmp_path):
+    from torch import nn
+
+    from interpret.data.transforms import InputSpec
+    from interpret.models import ARCHITECTURES, Architecture, register_architecture
+
+    seen = []
+
+    class Colour(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.out = nn.Linear(3, n)
+
+        def forward(self, x):
+            seen.append(x)
+            return self.out(x.mean(dim=(2, 3)))
+
+    spec = InputSpec(size=64, channels=3, normalize="unit", resize=64)
+    register_architecture("test-colour", Architecture(build=Colour, input=spec))
+    try:
+        run = make_untrained_run("colour", arch="test-colour", size=64)
+        photo = tmp_path / "astronaut.png"
+        cv2.imwrite(str(photo), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
+        result = CliRunner().invoke(app, ["predict", "--run", str(run), "--input", str(photo),
+                                          "--out", str(tmp_path / "out")])
+    finally:
+        ARCHITECTURES.pop("test-colour")
+    assert result.exit_code == 0, result.output
+    assert "replicated to 3 channels" in result.output
+    assert len(seen) == 1 and seen[0].shape == (1, 3, 64, 64)
+    assert torch.equal(seen[0][:, 0], seen[0][:, 1]) and torch.equal(seen[0][:, 0], seen[0][:, 2])
