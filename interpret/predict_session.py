@@ -183,7 +183,7 @@ def predict_source(predictor: Predictor, source: FrameSource, out, every: float 
                     rows += rows_of(run, frame, held_faces)
                     sampled += 1
                 fps = rate.tick() if source.live else None
-                image = draw(frame.image.copy(), held_faces, run.classes, au_names, run.valence, fps, not is_sample)
+                image = draw(frame.image, held_faces, run.classes, au_names, run.valence, fps, not is_sample)
                 if source.kind in ("video", "webcam"):
                     if writer is None:
                         writer = _video_writer(staging / VIDEO_NAME, image, source.fps or CAMERA_FPS_FALLBACK)
