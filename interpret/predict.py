@@ -122,6 +122,8 @@ def read_au_maps(run_path: Path, model: torch.nn.Module) -> list[AUMap]:
         with h5py.File(cache, "r") as handle:
             if handle.attrs.get("model_sha256") not in (None, model_sha):
                 raise located(cache, "computed from another model.pt; rebuild it and rerun au-map")
+            if not 0 <= best < handle["max"].shape[1]:
+                raise located(path, f"best_map {best} is not a map of {name} ({handle['max'].shape[1]} maps)")
             column = np.asarray(handle["max"][:, best], dtype=np.float64)
         level = float(np.sort(column)[::-1][:n].mean())
         if level <= 0:
@@ -250,6 +252,8 @@ class Predictor:
         probs = torch.softmax(logits.float(), dim=1).numpy().astype(np.float64)
         if not self.run.au_maps:
             return probs, None
+        if self._outputs is None:
+            raise RuntimeError("the AU read-out needs the Predictor entered as a context manager")
         au = np.stack([self._outputs[m.layer][:, m.map].flatten(1).amax(1).float().numpy() / m.level
                        for m in self.run.au_maps], axis=1)
         return probs, au[-len(probs):]
