@@ -163,6 +163,7 @@ def predict_source(predictor: Predictor, source: FrameSource, out, every: float 
     The frames/s is drawn for live sources.
     """
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".predict-", dir=out))
     run = predictor.run
@@ -212,6 +213,8 @@ def predict_source(predictor: Predictor, source: FrameSource, out, every: float 
         if show:
             cv2.destroyAllWindows()
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
 
 
 def _video_writer(path: Path, image: np.ndarray, fps: float):

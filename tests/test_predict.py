@@ -259,7 +259,7 @@ def test_bad_inputs_are_one_line_naming_the_file_and_leave_nothing(run_dir, astr
     blob = full.read_bytes()
     cut.write_bytes(blob[:len(blob) // 2])
     _one_line_error(["predict", "--run", str(run_dir), "--input", str(cut), "--out", str(out)], str(cut))
-    assert not out.exists() or not any(out.iterdir())  # nothing complete-looking, no staging left behind
+    assert not out.exists()  # nothing complete-looking, no staging left behind, no empty folder
 
 
 def test_interrupt_leaves_no_output(run_dir, astronaut_video, tmp_path):
@@ -273,9 +273,11 @@ def test_interrupt_leaves_no_output(run_dir, astronaut_video, tmp_path):
                     raise KeyboardInterrupt
                 yield frame
 
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("the user's")
     with Interrupted(str(path)) as source, pytest.raises(KeyboardInterrupt):
         predict_source(predictor, source, tmp_path / "out")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
 
 
 def test_valence_run_reports_e_and_v(make_untrained_run, astronaut_video, tmp_path):
