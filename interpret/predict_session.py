@@ -170,7 +170,7 @@ def predict_source(predictor: Predictor, source: FrameSource, out, every: float 
     try:
         if show:
             _open_window()
-        sampler = Sampler(every, source.fps, source.live)
+        sampler = Sampler(every if source.kind in ("video", "webcam") else None, source.fps, source.live)
         rows, writer, held_faces, rate = [], None, [], _Rate()
         frames_read = sampled = 0
         au_names = [m.au for m in run.au_maps]

@@ -222,7 +222,7 @@ def test_photo_and_folder_sources(run_dir, tmp_path):
     photos.mkdir()
     cv2.imwrite(str(photos / "a_astronaut.png"), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(photos / "b_blank.jpg"), np.full((120, 160, 3), 90, np.uint8))
-    run_predict(run_dir, str(photos), tmp_path / "folder")
+    run_predict(run_dir, str(photos), tmp_path / "folder", every=2.0)  # sampling applies to videos only
     rows = read_rows(tmp_path / "folder" / "predictions.csv")
     assert [(r["source"], r["status"]) for r in rows] == [("a_astronaut.png", "face"), ("b_blank.jpg", "no face")]
     assert sorted(p.name for p in (tmp_path / "folder" / "annotated").iterdir()) == ["a_astronaut.png", "b_blank.png"]
