@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,6 @@ from interpret.layers import layer_shorthands, resolve_layer, retain
 from interpret.models import build_model
 from interpret.runs import load_checkpoint, read_config, run_input
 
-log = logging.getLogger(__name__)
 
 DETECTORS = {
     "alt": ("haarcascade_frontalface_alt.xml", 1.1, 3),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import logging
 import math
 import os
 import queue
@@ -33,7 +32,6 @@ from interpret.overlay import draw
 from interpret.predict import NO_FACE, Predictor, PredictRun, valence_of
 from interpret.video import FrameSource, Sampler
 
-log = logging.getLogger(__name__)
 
 FOURCC = "mp4v"
 VIDEO_NAME = "annotated.mp4"

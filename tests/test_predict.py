@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from interpret.cli import app
 from interpret.data.crop import landmark_box
-from interpret.errors import InterpretError
 from interpret.evaluate_video import evaluate_videos, nearest
 from interpret.layers import layer_output
 from interpret.predict import Predictor, load_predict_run, valence_of
