@@ -7,7 +7,9 @@ on every frame; loading the run and writing every output included; Python start-
 and its loop alone (summary.json), against the bare Haar detection (`alt`, the same minimum face)
 on the same grey frames and the bare batch-1 model forward on the same face crops, each with the
 threads the loop gives it (half the cores each: the loop overlaps the two). Also the per-frame cost of each stage alone: decode, grey, detect, crop + transform,
-forward, overlay, encode. Prints markdown tables.
+forward, overlay, encode, in wall and CPU ms. The idle estimate is 1000 / the larger CPU ms per
+frame of the loop's two threads (reader: decode, grey, detect; main: crop + transform, forward,
+overlay, encode), the rate two free cores would give. Prints markdown tables.
 
     python benchmarks/bench_predict.py [--frames 150] [--fps 25] [--repeats 2]
 """
@@ -82,15 +84,17 @@ def make_run(root: Path, arch: str, size: int, classes: int) -> Path:
     return path
 
 
-def per_frame_ms(step, items, rounds: int = 3) -> float:
-    """Best of `rounds` passes (the machine is shared: the best pass is the least disturbed)."""
-    best = float("inf")
+def per_frame_ms(step, items, rounds: int = 3) -> tuple[float, float]:
+    """(wall, CPU) ms per item, each the best of `rounds` passes (the machine is shared: the best
+    pass is the least disturbed; CPU time counts every thread of this process)."""
+    wall = cpu = float("inf")
     for _ in range(rounds):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         for item in items:
             step(item)
-        best = min(best, (time.perf_counter() - began) / len(items) * 1e3)
-    return best
+        wall = min(wall, (time.perf_counter() - began) / len(items) * 1e3)
+        cpu = min(cpu, (time.process_time() - began_cpu) / len(items) * 1e3)
+    return wall, cpu
 
 
 def main() -> None:
@@ -129,7 +133,7 @@ def main() -> None:
         faces = [predictor.classify([b], c[None]) for (_, b), c in zip(found, crops)]
         writer = cv2.VideoWriter(str(root / "encode.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), args.fps, (640, 480))
         stage = {
-            "decode": _decode_ms(video),
+            "decode": tuple(v / len(frames) for v in per_frame_ms(_decode, [video], rounds=2)),
             "grey": per_frame_ms(lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), frames),
             "detect (Haar alt)": detect_ms,
             "crop + transform": per_frame_ms(lambda gb: predictor.network_input(square_crop(*gb, size)[None]), found),
@@ -139,17 +143,21 @@ def main() -> None:
         }
         writer.release()
         out = root / f"out_{arch}"
-        command_s, loop_fps = float("inf"), 0.0
+        command_s, command_cpu, loop_fps = float("inf"), float("inf"), 0.0
         for _ in range(args.repeats):
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             result = CliRunner().invoke(app, ["predict", "--run", str(run_path), "--input", str(video),
                                               "--out", str(out), "--detector", "alt"])
             command_s = min(command_s, time.perf_counter() - began)
+            command_cpu = min(command_cpu, time.process_time() - began_cpu)
             if result.exit_code != 0:
                 raise SystemExit(result.output)
             loop_fps = max(loop_fps, json.loads((out / "summary.json").read_text())["frames_per_second"])
-        bare = min(1e3 / detect_ms, 1e3 / forward_ms)
-        rows.append((arch, 1e3 / detect_ms, 1e3 / forward_ms, loop_fps, len(frames) / command_s, loop_fps / bare))
+        bare = min(1e3 / detect_ms[0], 1e3 / forward_ms[0])
+        reader = sum(stage[k][1] for k in ("decode", "grey", "detect (Haar alt)"))
+        network = sum(stage[k][1] for k in ("crop + transform", "forward", "overlay", "encode (mp4v)"))
+        rows.append((arch, 1e3 / detect_ms[0], 1e3 / forward_ms[0], loop_fps, len(frames) / command_s,
+                     loop_fps / bare, command_cpu / len(frames) * 1e3, 1e3 / max(reader, network)))
         stages.append((arch, stage))
     cores = len(os.sched_getaffinity(0))
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -157,23 +165,23 @@ def main() -> None:
           f"(torch {max(1, cores // 2)}, OpenCV {max(1, cores - cores // 2)}), best of 3 passes; "
           f"the command best of {args.repeats}")
     print(f"| {len(frames)} frames 640x480, detection every frame | bare Haar alt, frames/s "
-          "| bare forward, frames/s | predict loop, frames/s | whole command, frames/s | loop / slower bare |")
-    print("|---|---|---|---|---|---|")
-    for arch, det, fwd, loop, command, ratio in rows:
-        print(f"| {arch} | {det:.1f} | {fwd:.1f} | {loop:.1f} | {command:.1f} | {ratio:.2f} |")
+          "| bare forward, frames/s | predict loop, frames/s | whole command, frames/s | loop / slower bare "
+          "| whole command, CPU ms per frame | idle estimate, frames/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arch, det, fwd, loop, command, ratio, cpu, idle in rows:
+        print(f"| {arch} | {det:.1f} | {fwd:.1f} | {loop:.1f} | {command:.1f} | {ratio:.2f} | {cpu:.1f} | {idle:.0f} |")
     print()
-    print("| ms per frame, each stage alone | " + " | ".join(a for a, _ in stages) + " |")
+    print("| ms per frame, each stage alone: wall (CPU) | " + " | ".join(a for a, _ in stages) + " |")
     print("|---|" + "---|" * len(stages))
     for name in stages[0][1]:
-        print(f"| {name} | " + " | ".join(f"{s[name]:.2f}" for _, s in stages) + " |")
+        print(f"| {name} | " + " | ".join(f"{s[name][0]:.2f} ({s[name][1]:.2f})" for _, s in stages) + " |")
 
 
-def _decode_ms(video: Path) -> float:
+def _decode(video: Path) -> None:
     capture = cv2.VideoCapture(str(video))
-    began, n = time.perf_counter(), 0
     while capture.read()[0]:
-        n += 1
-    return (time.perf_counter() - began) / n * 1e3
+        pass
+    capture.release()
 
 
 if __name__ == "__main__":
