@@ -432,3 +432,13 @@ def test_three_channel_network_gets_grey_replicated_and_says_so(make_untrained_r
     assert "replicated to 3 channels" in result.output
     assert len(seen) == 1 and seen[0].shape == (1, 3, 64, 64)
     assert torch.equal(seen[0][:, 0], seen[0][:, 1]) and torch.equal(seen[0][:, 0], seen[0][:, 2])
+
+
+@pytest.mark.parametrize("fps, every", [(29.97, 0.3), (10.0, 0.01), (25.0, 2.0)])
+def test_sampler_file_picks_the_frame_nearest_each_multiple(fps, every):
+    from interpret.video import Frame
+
+    sampler = Sampler(every, fps, live=False)
+    picked = [i for i in range(200) if sampler(Frame("v", i, i / fps, None))]
+    expected = sorted({round(k * every * fps) for k in range(int(200 / (every * fps)) + 2)} & set(range(200)))
+    assert picked == expected
