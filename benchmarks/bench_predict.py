@@ -6,7 +6,7 @@ SEEDS §1.4, defined here only) and for zhu2019 (96x96), each untrained: the who
 on every frame; loading the run and writing every output included; Python start-up not)
 and its loop alone (summary.json), against the bare Haar detection (`alt`, the same minimum face)
 on the same grey frames and the bare batch-1 model forward on the same face crops, each with the
-threads the loop gives it (half the cores each: the loop overlaps the two). Also the per-frame cost of each stage alone: decode, grey, detect, crop + transform,
+threads the loop gives it (torch half the cores, OpenCV its default pool: the loop overlaps the two). Also the per-frame cost of each stage alone: decode, grey, detect, crop + transform,
 forward, overlay, encode, in wall and CPU ms. The idle estimate is 1000 / the larger CPU ms per
 frame of the loop's two threads (reader: decode, grey, detect; main: crop + transform, forward,
 overlay, encode), the rate two free cores would give. Prints markdown tables.
@@ -162,7 +162,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"CPU: {cores} usable cores, load average {load}; bare stages run with the predict loop's thread split "
-          f"(torch {max(1, cores // 2)}, OpenCV {max(1, cores - cores // 2)}), best of 3 passes; "
+          f"(torch {max(1, cores // 2)}, OpenCV {cv2.getNumThreads()}), best of 3 passes; "
           f"the command best of {args.repeats}")
     print(f"| {len(frames)} frames 640x480, detection every frame | bare Haar alt, frames/s "
           "| bare forward, frames/s | predict loop, frames/s | whole command, frames/s | loop / slower bare "
