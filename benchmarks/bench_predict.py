@@ -6,7 +6,8 @@ SEEDS §1.4, defined here only) and for zhu2019 (96x96), each untrained: the who
 on every frame; loading the run and writing every output included; Python start-up not)
 and its loop alone (summary.json), against the bare Haar detection (`alt`, the same minimum face)
 on the same grey frames and the bare batch-1 model forward on the same face crops, each with the
-threads the loop gives it (torch half the cores, OpenCV its default pool: the loop overlaps the two). Also the per-frame cost of each stage alone: decode, grey, detect, crop + transform,
+threads the loop gives it (torch half the cores, OpenCV its default pool: the loop overlaps the
+two). Also the per-frame cost of each stage alone: decode, grey, detect, crop + transform,
 forward, overlay, encode, in wall and CPU ms. The idle estimate is 1000 / the larger CPU ms per
 frame of the loop's two threads (reader: decode, grey, detect; main: crop + transform, forward,
 overlay, encode), the rate two free cores would give. Prints markdown tables.
@@ -138,7 +139,8 @@ def main() -> None:
             "detect (Haar alt)": detect_ms,
             "crop + transform": per_frame_ms(lambda gb: predictor.network_input(square_crop(*gb, size)[None]), found),
             "forward": forward_ms,
-            "overlay": per_frame_ms(lambda fp: draw(fp[0].copy(), fp[1], predictor.run.classes), list(zip(frames, faces))),
+            "overlay": per_frame_ms(lambda fp: draw(fp[0].copy(), fp[1], predictor.run.classes),
+                                    list(zip(frames, faces))),
             "encode (mp4v)": per_frame_ms(lambda f: writer.write(f), frames),
         }
         writer.release()

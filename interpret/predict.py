@@ -220,7 +220,8 @@ class Predictor:
     Frames without a face are skipped: the window keeps its faces and moves on with the next one.
     """
 
-    def __init__(self, run: PredictRun, detector: str = "alt", faces: str = "largest", min_face: float | None = MIN_FACE):
+    def __init__(self, run: PredictRun, detector: str = "alt", faces: str = "largest",
+                 min_face: float | None = MIN_FACE):
         if faces not in FACE_MODES:
             raise InterpretError(f"--faces must be largest or all, got {faces!r}")
         if run.window and faces == "all":

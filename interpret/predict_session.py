@@ -236,7 +236,8 @@ def _summary(run, source, predictor, rows, frames_read, sampled, elapsed, every)
         notes.append(f"sequence model: a sliding window of the last {run.window} sampled faces")
     return {
         "run": str(run.path), "input": source.name, "kind": source.kind, "input_fps": source.fps,
-        "detector": predictor.detect.kind, "min_face": predictor.detect.min_face, "faces": predictor.faces, "every_s": every,
+        "detector": predictor.detect.kind, "min_face": predictor.detect.min_face, "faces": predictor.faces,
+        "every_s": every,
         "frames_read": frames_read, "frames_sampled": sampled, "face_rows": len(faces),
         "frames_without_face": sum(r["status"] == NO_FACE for r in rows),
         "seconds": round(elapsed, 3), "frames_per_second": round(frames_read / elapsed, 2) if elapsed else None,
