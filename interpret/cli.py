@@ -326,3 +326,49 @@ def import_model(
     path = write_import(model, out, data=data, weights=weights, input_size=input_size, channels=channels,
                         normalize=normalize, classes=classes, split=split, subjects=subjects, seed=seed)
     typer.echo(f"run written to {path}")
+
+
+@command()
+def predict(
+    run: Path = typer.Option(..., help="Run directory"),
+    input: str = typer.Option(..., "--input", help="A photo, a folder of photos, a video file, or webcam[:N]"),
+    out: Path = typer.Option(Path("predictions"), help="Output folder"),
+    detector: str = typer.Option("alt", help="alt (frontalface_alt, 1.1/3, seed 000) or default (1.3/5, seed 001)"),
+    faces: str = typer.Option("largest", help="largest or all"),
+    every: Optional[float] = typer.Option(None, min=0, help="Predict one frame every SECONDS (default: every frame)"),
+    headless: bool = typer.Option(False, "--headless", help="Webcam: no live window"),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after N predicted frames"),
+    min_face: float = typer.Option(0.1, min=0, help="Smallest face: a fraction (<1) of the frame's shorter side, "
+                                   "or pixels (>=1); 0 = OpenCV's full search"),
+):
+    """Per-face predictions on a photo, folder, video or webcam: CSV, annotated video, timeline, HTML."""
+    from interpret.predict import Predictor, load_predict_run
+    from interpret.predict_session import predict_source
+    from interpret.video import open_source
+
+    predictor = Predictor(load_predict_run(run), detector=detector, faces=faces, min_face=min_face)
+    with open_source(input) as source:
+        summary = predict_source(predictor, source, out, every=every, max_frames=max_frames,
+                                 show=source.kind == "webcam" and not headless)
+    for note in summary["notes"]:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"{summary['frames_sampled']} frames predicted ({summary['frames_without_face']} without a face), "
+               f"{summary['frames_per_second']} frames/s; written to {out}")
+
+
+@command("evaluate-video")
+def evaluate_video(
+    predictions: list[Path] = typer.Option(..., help="A valence run's predictions.csv (repeat for several videos)"),
+    annotations: list[Path] = typer.Option(..., help="CSV time_s,valence[,rater] in [-1, 1], one per --predictions"),
+    subject: Optional[list[str]] = typer.Option(None, help="Subject of each video (default: each video its own)"),
+    max_gap: float = typer.Option(1.0, min=0, help="Largest distance (s) to the nearest annotation"),
+    out: Optional[Path] = typer.Option(None, help="Also write the results as JSON here"),
+):
+    """Seed 000's protocol: RMSE of predicted valence V per video, per subject, mean ± sd over subjects."""
+    from interpret.evaluate_video import evaluate_videos, format_results
+    from interpret.io import write_json
+
+    results = evaluate_videos(predictions, annotations, subject, max_gap=max_gap)
+    if out is not None:
+        write_json(out, results)
+    typer.echo(format_results(results))
