@@ -25,6 +25,8 @@ ENTRY_POINTS = {
     "run_au_map": "interpret.aumap:run_au_map",
     "run_sanity": "interpret.sanity:run_sanity",
     "probe_run": "interpret.probe:probe_run",
+    "predict_source": "interpret.predict_session:predict_source",
+    "evaluate_videos": "interpret.evaluate_video:evaluate_videos",
     "write_report": "interpret.report:write_report",
     "run_demo": "interpret.demo:run_demo",
 }
