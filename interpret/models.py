@@ -156,3 +156,7 @@ def receptive_field(model: nn.Module, layer: int) -> tuple[int, int, int]:
             p = stage(model, k - 1).pool.kernel_size
             size, stride, offset = (size - 1) * p + p, stride * p, offset * p
     return size, stride, offset
+
+
+# The seed systems register themselves (after everything above exists, which they import).
+import interpret.systems  # noqa: E402,F401
