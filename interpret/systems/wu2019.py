@@ -128,7 +128,7 @@ def fit_head(head: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, bat
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(index)
+            total += loss.item() * len(index)
         losses.append(total / max(1, len(x)))
     head.eval()
     return losses
