@@ -15,9 +15,9 @@ import torch
 from interpret.data.transforms import evaluate
 from interpret.errors import InterpretError, located
 from interpret.io import atomic_path
-from interpret.metrics import classification_report
 from interpret.models import input_spec
 from interpret.runs import load_checkpoint, save_checkpoint
+from interpret.systems.scores import class_report
 from interpret.systems.wu2019 import (SEQUENCE_MODES, SequenceHead, WuFrameCNN, build_sequences, fit_head,
                                       head_predict, image_rows)
 
@@ -101,10 +101,10 @@ def finish_wu2019(model: WuFrameCNN, config: dict, out: Path, faceset, split, ta
     _save_baseline(Path(out) / HEADS_FILE, baseline)
     train_labels = labels["train"]
     return {
-        "sequence": {"settings": cfg, **sequence_report(labels["test"], predicted["test"], train_labels, classes),
+        "sequence": {"settings": cfg, **class_report(labels["test"], predicted["test"], train_labels, classes),
                      "val_accuracy": float(np.mean(labels["val"] == predicted["val"])) if len(labels["val"]) else None},
         "no_cnn_baseline": {"description": "the same LSTM head on raw pixels, one image row per time step",
-                            **sequence_report(frame_labels["test"], baseline_predicted["test"],
+                            **class_report(frame_labels["test"], baseline_predicted["test"],
                                               frame_labels["train"], classes)},
     }
 
@@ -114,19 +114,6 @@ def _save_baseline(path: Path, baseline: SequenceHead) -> None:
     blob["baseline"] = {k: v.detach().cpu().clone() for k, v in baseline.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
-
-
-def sequence_report(targets, predictions, train_targets, classes) -> dict:
-    """Accuracy, per-class P/R/F1 with macro and weighted averages (labelled), confusion matrix."""
-    report = classification_report(np.asarray(targets), np.asarray(predictions), np.asarray(train_targets), classes)
-    support = np.array([report["per_class"][c]["support"] for c in classes], float)
-    weights = support / support.sum() if support.sum() else support
-    for name in ("precision", "recall", "f1"):
-        values = np.array([report["per_class"][c][name] for c in classes])
-        report[f"macro_{name}"] = float(values[support > 0].mean()) if np.any(support > 0) else 0.0
-        report[f"weighted_{name}"] = float((values * weights).sum())
-    report["samples"] = int(len(targets))
-    return report
 
 
 def load_heads(run_path: Path, n_classes: int) -> tuple[SequenceHead, SequenceHead, dict]:
