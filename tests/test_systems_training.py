@@ -1,0 +1,157 @@
+"""Each seed system trains on the synthetic default (tiny), is evaluated and compared through the
+CLI; wu2019's sequence builder and an LSTM that must use temporal order; FER's own split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from interpret.cli import app
+from interpret.data.fer import read_fer2013, write_fer2013
+from interpret.errors import InterpretError
+from interpret.runs import load_run
+from interpret.systems.labels import apply_labels, usage_split
+from interpret.systems.sequences import load_heads
+from interpret.systems.valence import LEVEL_NAMES
+from interpret.systems.wang2022 import FIVE_CLASSES
+from interpret.systems.wu2019 import SequenceHead, build_sequences, fit_head, head_predict
+
+runner = CliRunner()
+TINY = ["--data", "synthetic", "--subjects", "6", "--folds", "3", "--epochs", "1", "--device", "cpu"]
+
+
+def train_cli(tmp_path, arch, *extra):
+    out = tmp_path / arch
+    result = runner.invoke(app, ["train", "--arch", arch, "--out", str(out), *TINY, *extra])
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "config.json").read_text()), json.loads((out / "metrics.json").read_text())
+
+
+def test_liu2019_trains_on_valence_levels_with_the_penalty_in_its_loss(tmp_path):
+    out, config, metrics = train_cli(tmp_path, "liu2019")
+    assert config["classes"] == list(LEVEL_NAMES) and config["labels"]["kind"] == "valence"
+    assert config["recipe"]["optimizer"] == "adam" and config["recipe"]["batch_size"] == 32
+    assert config["input"] == {"size": 48, "channels": 1, "normalize": "unit", "resize": 48}
+    history = (out / "history.csv").read_text().splitlines()
+    assert float(history[1].split(",")[1]) > 20  # Keras reports the loss with 0.05 sum(w^2) (~164 at init)
+    result = runner.invoke(app, ["evaluate", "--run", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((out / "evaluation.json").read_text())["evaluations"]["test/tta=none/valence=fixed"]
+    assert entry["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert 0 <= entry["valence"]["rmse"] <= 2 and entry["valence"]["mae"] <= entry["valence"]["rmse"]
+    assert len(entry["confusion_matrix"]) == 9
+
+
+def test_wang2022_trains_five_classes_and_compares(tmp_path):
+    out, config, metrics = train_cli(tmp_path, "wang2022")
+    assert config["classes"] == list(FIVE_CLASSES) and config["recipe"]["augmentation"] == "ten-crop"
+    run = load_run(out)
+    assert run.model.conv1.weight.shape == (96, 3, 3, 3)
+    assert run.dataset.images(0, 2).shape == (2, 3, 44, 44)
+    for tta in ("none", "ten-crop"):
+        result = runner.invoke(app, ["evaluate", "--run", str(out), "--tta", tta, "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+    stored = json.loads((out / "evaluation.json").read_text())
+    assert set(stored["evaluations"]) == {"test/tta=none", "test/tta=ten-crop"} and stored["latest"] == "test/tta=ten-crop"
+    assert stored["evaluations"]["test/tta=none"]["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    rates = stored["evaluations"]["test/tta=ten-crop"]["recognition_rate"]
+    assert set(rates) == set(FIVE_CLASSES)
+    # a second run on the same classes compares; a run on other classes is refused in one line
+    (tmp_path / "copy").mkdir()
+    for name in ("config.json", "model.pt", "evaluation.json"):
+        (tmp_path / "copy" / name).write_bytes((out / name).read_bytes())
+    result = runner.invoke(app, ["compare", str(out), str(tmp_path / "copy"), "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
+    assert table[0].split(",")[4:9] == list(FIVE_CLASSES) and len(table) == 3
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
+    other = json.loads((tmp_path / "copy" / "evaluation.json").read_text())
+    other["evaluations"][other["latest"]]["classes"] = ["a", "b"]
+    (tmp_path / "copy" / "evaluation.json").write_text(json.dumps(other))
+    result = runner.invoke(app, ["compare", str(out), str(tmp_path / "copy"), "--out", str(tmp_path / "cmp2")])
+    assert result.exit_code == 1 and "same classes" in result.output and not (tmp_path / "cmp2").exists()
+
+
+def test_djellali2021_trains_with_the_paper_recipe(tmp_path):
+    _, config, metrics = train_cli(tmp_path, "djellali2021")
+    assert config["recipe"]["lr"] == 1e-4 and config["recipe"]["batch_size"] == 64
+    assert config["input"]["normalize"] == "unit" and metrics["epochs_run"] == 1
+
+
+def test_wu2019_trains_frames_then_sequences(tmp_path):
+    out, config, metrics = train_cli(tmp_path, "wu2019", "--sequence-mode", "last-k", "--seq-len", "3",
+                                     "--seq-epochs", "2")
+    assert config["sequence"]["mode"] == "last-k" and config["sequence"]["steps"] == 3
+    assert metrics["sequence"]["samples"] > 0 and "weighted_f1" in metrics["sequence"]
+    assert "macro_f1" in metrics["no_cnn_baseline"]
+    head, baseline, meta = load_heads(out, len(config["classes"]))
+    assert head.steps == 3 and baseline.steps == 48
+    result = runner.invoke(app, ["evaluate", "--run", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((out / "evaluation.json").read_text())["evaluations"]["test/tta=none"]
+    assert entry["sequence"]["accuracy"] == pytest.approx(metrics["sequence"]["accuracy"])
+    assert entry["no_cnn_baseline"]["accuracy"] == pytest.approx(metrics["no_cnn_baseline"]["accuracy"])
+
+
+def test_system_options_are_refused_elsewhere(tmp_path):
+    result = runner.invoke(app, ["train", "--arch", "liu2019", "--out", str(tmp_path / "x"), "--seq-len", "3"])
+    assert result.exit_code == 1 and "wu2019" in result.output
+    result = runner.invoke(app, ["train", "--arch", "liu2019", "--out", str(tmp_path / "x"), "--recipe", "fast"])
+    assert result.exit_code == 1 and "unknown recipe 'fast'" in result.output
+
+
+def test_sequence_builder_modes():
+    sequence = np.array(["a"] * 4 + ["b"] * 2)
+    frame = np.array([4, 1, 3, 2, 1, 2])
+    targets = np.array([0, -1, 0, 0, 1, 1])
+    samples, labels = build_sequences(sequence, frame, targets, "single", 1)
+    assert samples[:, 0].tolist() == [3, 2, 0, 4, 5] and labels.tolist() == [0, 0, 0, 1, 1]
+    samples, labels = build_sequences(sequence, frame, targets, "last-k", 3)
+    assert samples.tolist() == [[3, 2, 0]] and labels.tolist() == [0]  # 'b' is shorter than 3
+    samples, labels = build_sequences(sequence, frame, targets, "window", 2)
+    assert samples.tolist() == [[1, 3], [3, 2], [2, 0], [4, 5]] and labels.tolist() == [0, 0, 0, 1]
+    with pytest.raises(ValueError):
+        build_sequences(sequence, frame, targets, "single", 2)
+
+
+def test_lstm_learns_a_class_that_lives_only_in_temporal_order():
+    """Frames a, b, c (noisy) in the order a-b-c are class 0, c-b-a class 1: every frame is shared by
+    both classes, so one frame (T = 1) is at chance and the LSTM over T = 3 must read the order."""
+    rng = np.random.default_rng(0)
+    prototypes = rng.normal(0, 1, (3, 16))
+    n = 96
+    labels = np.repeat([0, 1], n // 2)
+    orders = np.where(labels[:, None] == 0, [0, 1, 2], [2, 1, 0])
+    frames = prototypes[orders] + rng.normal(0, 0.3, (n, 3, 16))
+    sequence = np.repeat(np.arange(n).astype(str), 3)
+    frame = np.tile([1, 2, 3], n)
+    table = frames.reshape(-1, 16)
+    train, test = np.arange(n) % 4 != 0, np.arange(n) % 4 == 0
+
+    def accuracy(mode, steps):
+        samples, y = build_sequences(sequence, frame, np.repeat(labels, 3), mode, steps)
+        owner = samples[:, -1] // 3
+        x = torch.tensor(table[samples], dtype=torch.float32)
+        torch.manual_seed(0)
+        head = SequenceHead(2, steps, in_features=16, dropout=0.0)
+        fit_head(head, x[train[owner]], torch.from_numpy(y[train[owner]]), epochs=25, lr=3e-3)
+        return float((head_predict(head, x[test[owner]]).numpy() == y[test[owner]]).mean())
+
+    single, ordered = accuracy("single", 1), accuracy("last-k", 3)
+    assert ordered >= 0.95
+    assert single <= 0.75 and ordered - single >= 0.25
+
+
+def test_fer_usage_split_and_label_errors(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (6, 48, 48)).astype(np.uint8)
+    path = tmp_path / "fer2013.csv"
+    write_fer2013(path, images, [0, 3, 6, 3, 4, 2], ["Training", "Training", "PublicTest", "PrivateTest",
+                                                     "Training", "PrivateTest"])
+    faceset = read_fer2013(path, size=48)
+    assert usage_split(faceset).tolist() == ["train", "train", "val", "test", "train", "test"]
+    with pytest.raises(InterpretError, match="valence CSV"):
+        apply_labels(faceset, {"kind": "valence"})
