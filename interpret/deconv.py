@@ -19,6 +19,7 @@ scaled by the unit's activation (Zeiler–Fergus keep the activation's value and
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -55,8 +56,27 @@ class _Level:
     height: int
 
 
-def _levels(model, layer: int, side: int) -> list[_Level]:
-    """Window geometry of stages 1..layer for a unit (y, x) of relu{layer} (top-down walk)."""
+def _fold_replicated_grey(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) grey replicated to C channels (an `InputSpec` with channels 3) -> (B, 1, H, W)."""
+    if not torch.equal(images, images[:, :1].expand_as(images)):
+        raise ValueError("multi-channel images must be grey replicated to every channel (RGB input of grey faces)")
+    return images[:, :1]
+
+
+def _folded(conv: torch.nn.Conv2d) -> torch.nn.Conv2d:
+    """conv1 on replicated grey = a 1-channel conv whose kernel is summed over input channels (exact)."""
+    folded = torch.nn.Conv2d(1, conv.out_channels, conv.kernel_size, padding=conv.padding,
+                             bias=conv.bias is not None).to(conv.weight.device)
+    with torch.no_grad():
+        folded.weight.copy_(conv.weight.sum(1, keepdim=True))
+        if conv.bias is not None:
+            folded.bias.copy_(conv.bias)
+    return folded
+
+
+def _levels(model, layer: int, side: int, fold_channels: bool = False) -> list[_Level]:
+    """Window geometry of stages 1..layer for a unit (y, x) of relu{layer} (top-down walk);
+    `fold_channels`: conv1 folded for replicated-grey input (`_folded`), projecting to the grey image."""
     heights = [side]
     for k in range(1, layer):
         st = stage(model, k)
@@ -70,7 +90,8 @@ def _levels(model, layer: int, side: int) -> list[_Level]:
         conv = stage(model, k).conv
         start, size = start - conv.padding[0], n + conv.kernel_size[0] - 1
         pool = stage(model, k).pool.kernel_size if k < layer else 0
-        levels.append(_Level(conv, pool, scale, start, size, heights[k - 1]))
+        levels.append(_Level(_folded(conv) if fold_channels and k == 1 else conv, pool, scale, start, size,
+                             heights[k - 1]))
         if k > 1:
             p = stage(model, k - 1).pool.kernel_size
             scale, start, n = scale * p, start * p, size * p
@@ -116,12 +137,17 @@ def project(model, layer: int, images, seeds, rule: str = "deconvnet", owner=Non
     seeds = torch.as_tensor(np.asarray(seeds), dtype=torch.long).reshape(-1, 3).to(device)
     owner = torch.arange(len(seeds), device=device) if owner is None else \
         torch.as_tensor(np.asarray(owner), dtype=torch.long).to(device)
+    if images.ndim == 4 and images.shape[1] > 1:
+        images = _fold_replicated_grey(images)
+        levels_of = functools.partial(_levels, fold_channels=True)
+    else:
+        levels_of = _levels
     if images.ndim != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3]:
         raise ValueError(f"images must be (B, 1, H, H), got {tuple(images.shape)}")
     if owner.shape != (len(seeds),) or (len(seeds) and not 0 <= int(owner.min()) <= int(owner.max()) < len(images)):
         raise ValueError(f"{len(seeds)} seeds need one image each: {len(images)} images, owner {tuple(owner.shape)}")
     side = images.shape[-1]
-    levels = _levels(model, layer, side)
+    levels = levels_of(model, layer, side)
     top = levels[-1]
     top_side = top.height + 2 * top.conv.padding[0] - top.conv.kernel_size[0] + 1
     channels = top.conv.out_channels

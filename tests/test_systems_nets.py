@@ -74,3 +74,25 @@ def test_lstm_head_parameters_and_shapes():
         assert head(torch.randn(4, steps, 512)).shape == (4, 7)
     with pytest.raises(ValueError):
         SequenceHead(7, 3)(torch.randn(2, 2, 512))
+
+
+def test_deconv_projects_rgb_networks_on_replicated_grey_exactly():
+    """wang2022 takes grey replicated to RGB: the projection to the grey image (conv1 folded over
+    its input channels) equals autograd's gradient of the unit through the real 3-channel net."""
+    from interpret.deconv import project
+
+    torch.manual_seed(0)
+    model = build_model("wang2022", 5).eval()
+    grey = torch.rand(1, 1, 20, 20, requires_grad=True)
+    rgb = grey.expand(-1, 3, -1, -1)
+    x = rgb
+    for k in (1, 2):
+        x = stage(model, k).pool(stage(model, k).relu(stage(model, k).conv(x)))
+    relu3 = stage(model, 3).relu(stage(model, 3).conv(x))[0, 4]
+    y, x_ = divmod(int(relu3.argmax()), relu3.shape[1])  # an active unit: its gradient is not zero
+    relu3[y, x_].backward()
+    assert grey.grad.abs().sum() > 0
+    projected = project(model, 3, rgb.detach(), [(4, y, x_)], rule="gradient")
+    torch.testing.assert_close(projected[0], grey.grad[0, 0], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="replicated"):
+        project(model, 3, torch.rand(1, 3, 20, 20), [(4, 3, 5)])
