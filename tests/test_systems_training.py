@@ -47,7 +47,7 @@ def test_liu2019_trains_on_valence_levels_with_the_penalty_in_its_loss(tmp_path)
     result = runner.invoke(app, ["report", "--run", str(out)])
     assert result.exit_code == 0, result.output
     html = (out / "report" / "index.html").read_text()
-    assert "test/tta=none/valence=fixed" in html and f"{entry['valence']['rmse']:.3f}" in html
+    assert "test/tta=none/valence=fixed" in html and f"{entry['valence']['rmse']:.3g}" in html
 
 
 def test_wang2022_trains_five_classes_and_compares(tmp_path):

@@ -40,3 +40,11 @@ def valence_report(levels_true, v_pred, levels_train, mapping: str) -> dict:
         "majority_level": majority,
         "majority_rmse": float(np.sqrt(((constant - v_true) ** 2).mean())),
     }
+
+
+def attainable(rate_percent: float, count: int, decimals: int = 1) -> bool:
+    """Whether some k of `count` images gives `rate_percent` when rounded to `decimals` places
+    (SEEDS.md §4.6: 95.2% of 369 is not: 351/369 = 95.12%, 352/369 = 95.39%)."""
+    step = 10.0 ** -decimals
+    k = round(rate_percent / 100 * count)
+    return any(0 <= j <= count and abs(100 * j / count - rate_percent) <= step / 2 + 1e-9 for j in (k - 1, k, k + 1))
