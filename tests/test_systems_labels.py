@@ -243,3 +243,14 @@ def test_attainability_of_seed003_rates():
     # SEEDS.md §4.6: only Calm (all three models) and LSTM Sad are attainable
     assert ok == {("CNN", "calm"), ("GAN", "calm"), ("LSTM", "calm"), ("LSTM", "sadness")}
     assert attainable(100 * 351 / 369, 369) and not attainable(95.2, 369)
+
+
+@pytest.mark.skipif(not VOTES.is_file(), reason="the real FER+ vote file is not on this machine")
+def test_ferplus_reader_majority_rule_agrees_with_the_reference_port():
+    from interpret.data.fer import _ferplus_label
+
+    _, names, votes = fp.read_votes(VOTES)
+    for row in votes[names != ""]:
+        ours = fp.emotion_distribution(row, "majority")
+        label, _ = _ferplus_label(row.tolist(), "majority")
+        assert (ours is None and label is None) or (ours is not None and int(np.argmax(ours)) == label)
