@@ -2,8 +2,10 @@
 against the majority baseline, and how many planted AUs the best maps of the last conv layer recover.
 
 usage: python analyses/systems_synthetic.py OUT [--subjects 20] [--epochs 6] [--permutations 200]
+                                             [--protocol auto|khorrami] [--recipe paper|fast]
 
-Trains OUT/<arch> for each system (subject-grouped 5-fold, fold 0; a run that already has
+Trains OUT/<arch> for each system (subject-grouped 5-fold, fold 0; `--recipe fast` falls back to
+`paper` for a system without one; a run that already has
 metrics.json is reused), evaluates it (`interpret evaluate`; wang2022 with ten-crop) and runs
 `au-map --au all` on its last conv layer. "Recovered": the AU's best map (by the paper's distance)
 is significant family-wise (p < 0.05), fires more with the AU (AUROC > 0.5) and localizes in the
@@ -17,6 +19,7 @@ from pathlib import Path
 from interpret import load_run
 from interpret.aumap import au_map
 from interpret.systems.evaluation import evaluate_run
+from interpret.systems.specs import SPECS
 from interpret.training import train
 
 SYSTEMS = {"liu2019": 4, "djellali2021": 4, "wu2019": 7, "wang2022": 5}  # arch: last conv layer
@@ -35,15 +38,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--permutations", type=int, default=200)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--protocol", default="auto")
+    parser.add_argument("--recipe", default="paper")
     args = parser.parse_args()
-    print("| system | recipe, epochs | test images | accuracy | majority baseline | valence RMSE (majority) "
+    print("| system | recipe, protocol, epochs | test images | accuracy | majority baseline | valence RMSE (majority) "
           "| planted AUs recovered (last conv) |")
     print("|---|---|---|---|---|---|---|")
     for arch in args.systems.split(","):
         run_dir = Path(args.out) / arch
         if not (run_dir / "metrics.json").is_file():
-            train(data="synthetic", out=run_dir, arch=arch, epochs=args.epochs, subjects=args.subjects, folds=5,
-                  device="cpu", progress=False, sequence={"epochs": 20} if arch == "wu2019" else None)
+            recipe = args.recipe if args.recipe in SPECS[arch].recipes else "paper"
+            train(data="synthetic", out=run_dir, arch=arch, recipe=recipe, epochs=args.epochs, subjects=args.subjects,
+                  folds=5, protocol=args.protocol, device="cpu", progress=False, sequence={"epochs": 20} if arch == "wu2019" else None)
         entry = evaluate_run(run_dir, tta="ten-crop" if arch == "wang2022" else "none")
         results = au_map(load_run(run_dir), aus="all", layer=SYSTEMS[arch], permutations=args.permutations,
                          bootstrap=0)
@@ -53,7 +59,7 @@ def main() -> None:
                 if "valence" in entry else "–")
         seq = f"; sequences {entry['sequence']['accuracy']:.3f}, no-CNN {entry['no_cnn_baseline']['accuracy']:.3f}" \
             if "sequence" in entry else ""
-        print(f"| {arch} | {config['recipe']['name']}, {config['epochs_run']} | {entry['samples']} | "
+        print(f"| {arch} | {config['recipe']['name']}, {config['protocol']}, {config['epochs_run']} | {entry['samples']} | "
               f"{entry['accuracy']:.3f}{seq} | {entry['majority_baseline']['accuracy']:.3f} | {rmse} | "
               f"{hits} of {total} |", flush=True)
 
