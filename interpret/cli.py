@@ -97,6 +97,8 @@ def train(
     seq_len: Optional[int] = typer.Option(None, min=1, help="wu2019: frames per sequence (T)"),
     seq_stride: Optional[int] = typer.Option(None, min=1, help="wu2019: window stride"),
     seq_epochs: Optional[int] = typer.Option(None, min=1, help="wu2019: epochs of the sequence head"),
+    labels: str = typer.Option("data", help="data (the data's own labels) or, for FER+ data, ferplus-majority, "
+                                            "ferplus-probability, ferplus-crossentropy or ferplus-multi_target"),
 ):
     """Train a network; resumes from RUN/checkpoint.pt if an earlier run was interrupted."""
     from interpret.training import train as train_run
@@ -106,9 +108,12 @@ def train(
         raise InterpretError("--sequence-mode, --seq-len, --seq-stride and --seq-epochs are wu2019's options")
     if valence_csv is not None and arch != "liu2019":
         raise InterpretError("--valence-csv is liu2019's option")
+    if labels != "data" and not labels.startswith("ferplus-"):
+        raise InterpretError(f"--labels must be data or ferplus-MODE, got {labels!r}")
     path = train_run(data=data, out=out, arch=arch, recipe=recipe, epochs=epochs, folds=folds, fold=fold,
                      split=split, protocol=protocol, subjects=subjects, seed=seed, device=device,
-                     valence_csv=valence_csv, sequence=sequence if arch == "wu2019" else None)
+                     valence_csv=valence_csv, sequence=sequence if arch == "wu2019" else None,
+                     ferplus_mode=labels.removeprefix("ferplus-") if labels != "data" else None)
     typer.echo(f"run written to {path}")
 
 

@@ -155,7 +155,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images
         optimizer.step()
         seen += len(index)
         loss_sum += loss.detach() * len(index)
-        correct += (logits.detach().argmax(1) == y).sum()
+        correct += (logits.detach().argmax(1) == (y if y.ndim == 1 else y.argmax(1))).sum()  # soft targets: their top
         if bar is not None:
             bar.update(1)
             if (step + 1) % sync_every == 0 or start + batch_size >= n:
@@ -296,7 +296,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
           seed: int = 0, device: str = "auto", data_seed: int | None = None, compile_model: bool = False,
           progress: bool = True, checkpoint_every: float = 30.0,
           on_epoch_end: Callable[[int, dict], None] | None = None, valence_csv=None,
-          sequence: dict | None = None) -> Path:
+          sequence: dict | None = None, ferplus_mode: str | None = None) -> Path:
     """Train `arch` on `data` and write the run directory `out`; returns its path.
 
     data: 'synthetic' (`subjects` identities generated with `data_seed`, default `seed`) or a
@@ -310,7 +310,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
 
     The architecture's `interpret.systems.specs.TrainSpec` chooses the recipes (default: its
     `default_recipe`), labels, training transform, loss and any stage after training
-    (`valence_csv`: a seed-000 valence CSV; `sequence`: wu2019's sequence options).
+    (`valence_csv`: a seed-000 valence CSV; `sequence`: wu2019's sequence options;
+    `ferplus_mode`: train FER+ data in one of Microsoft's label modes).
     """
     from interpret.systems.specs import infer, train_spec, train_transform
 
@@ -320,7 +321,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     chosen = system.recipe(recipe, epochs)
     config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
                          seed if data_seed is None else data_seed, torch_device.type)
-    labels_config = system.labels_config(seed if data_seed is None else data_seed, valence_csv)
+    labels_config = system.labels_config(seed if data_seed is None else data_seed, valence_csv, ferplus_mode)
     if labels_config is not None:
         config["labels"] = labels_config
     if system.configure is not None:
@@ -338,7 +339,14 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
         index = torch.from_numpy(rows).to(torch_device)
         return pixels[index], labels[index]
 
+    loss_fn = system.loss
+    if (config.get("labels") or {}).get("kind") == "ferplus":  # FER+ soft label modes: (N, classes) targets
+        from interpret.systems.labels import ferplus_training
+
+        train_rows, soft, loss_fn = ferplus_training(faceset, train_rows, config, system.penalty)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = part(train_rows), part(val_rows), part(test_rows)
+    if loss_fn is not system.loss:
+        y_train = torch.from_numpy(soft).to(torch_device)
     spec = input_spec(arch)
     transform = train_transform(chosen, spec)
     forward_eval = None if chosen.augmentation == "paper" else (lambda net, batch: infer(net, batch, spec))
@@ -385,7 +393,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
                 train_loss, train_acc = train_epoch(
                     forward, optimizer, x_train, y_train, generator, chosen.batch_size,
                     lr_at=lambda step: learning_rate(chosen, step, total_steps),
-                    first_step=(epoch - 1) * steps_per_epoch, bar=bar, transform=transform, loss_fn=system.loss)
+                    first_step=(epoch - 1) * steps_per_epoch, bar=bar, transform=transform, loss_fn=loss_fn)
             val_loss, val_acc = score(predict(forward, x_val, forward=forward_eval), y_val)
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                    "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],

@@ -4,6 +4,7 @@ CLI; wu2019's sequence builder and an LSTM that must use temporal order; FER's o
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from interpret.cli import app
 from interpret.data.fer import read_fer2013, write_fer2013
 from interpret.errors import InterpretError
 from interpret.runs import load_run
-from interpret.systems.labels import apply_labels, usage_split
+from interpret.systems import ferplus_labels as fp
+from interpret.systems.labels import apply_labels, ferplus_training, usage_split
 from interpret.systems.sequences import load_heads
 from interpret.systems.valence import LEVEL_NAMES
 from interpret.systems.wang2022 import FIVE_CLASSES
@@ -159,3 +161,41 @@ def test_fer_usage_split_and_label_errors(tmp_path):
     assert usage_split(faceset).tolist() == ["train", "train", "val", "test", "train", "test"]
     with pytest.raises(InterpretError, match="valence CSV"):
         apply_labels(faceset, {"kind": "valence"})
+
+
+VOTES = Path("/work/shared/data/ferplus/fer2013new.csv")
+
+
+@pytest.mark.skipif(not VOTES.is_file(), reason="the real FER+ vote file is not on this machine")
+def test_djellali2021_trains_ferplus_soft_labels_on_real_votes(tmp_path):
+    """Real vote rows (some of each Usage) beside a fer2013.csv of the same rows (random pixels)."""
+    lines = VOTES.read_text().splitlines()
+    public = next(i for i, line in enumerate(lines) if line.startswith("PublicTest"))
+    private = next(i for i, line in enumerate(lines) if line.startswith("PrivateTest"))
+    chosen = [lines[0]] + lines[1:121] + lines[public:public + 40] + lines[private:private + 40]
+    folder = tmp_path / "ferplus"
+    folder.mkdir()
+    (folder / "fer2013new.csv").write_text("\n".join(chosen) + "\n")
+    usage = [line.split(",")[0] for line in chosen[1:]]
+    images = np.random.default_rng(0).integers(0, 256, (len(usage), 48, 48)).astype(np.uint8)
+    write_fer2013(folder / "fer2013.csv", images, np.zeros(len(usage), int), usage)
+    out, config, metrics = train_cli(tmp_path, "djellali2021", "--data", str(folder), "--split", "usage",
+                                     "--labels", "ferplus-crossentropy")
+    assert config["labels"] == {"kind": "ferplus", "mode": "crossentropy"}
+    assert metrics["split"]["counts"]["val"]["images"] > 0 and metrics["split"]["counts"]["test"]["images"] > 0
+    # the training targets are the reference's distributions of those rows' votes
+    run = load_run(out)
+    rows = np.flatnonzero((run.dataset.split == "train") & (run.dataset.targets >= 0))
+    kept, soft, loss_fn = ferplus_training(run.dataset.faceset, rows, run.config)
+    votes = fp.read_votes(folder / "fer2013new.csv")[2]
+    columns = [fp.EMOTIONS.index(c) for c in config["classes"]]
+    for row, target in zip(kept[:20], soft[:20]):
+        want = fp.emotion_distribution(votes[int(run.dataset.faceset.paths[row].rsplit(":", 1)[1]) - 2], "crossentropy")
+        np.testing.assert_allclose(target, want[columns] / want[columns].sum(), rtol=1e-6)
+    assert np.any((soft > 0).sum(1) > 1)  # some rows really are soft
+    logits = torch.zeros(len(soft), len(columns), requires_grad=True)
+    loss = loss_fn(logits, torch.from_numpy(soft), run.model)
+    assert torch.isfinite(loss.detach()) and float(loss.detach()) > 0
+    result = runner.invoke(app, ["train", "--arch", "djellali2021", "--out", str(tmp_path / "y"), "--labels",
+                                 "ferplus-crossentropy", *TINY])
+    assert result.exit_code == 1 and "needs FER+ data" in result.output

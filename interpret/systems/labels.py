@@ -5,6 +5,10 @@
   raters around the planted valence (`valence.synthetic_valence`). Other data:
   {"kind": "valence", "csv": PATH} reads a user's valence CSV and matches its paths to the images.
 - {"kind": "five"}: seed 003's five classes (anger, sadness, happy, fear, calm = neutral).
+- {"kind": "ferplus", "mode": M}: FER+ data (fer2013.csv + fer2013new.csv) trained in one of
+  Microsoft's label modes (`ferplus_labels`); validation and test keep the reader's majority labels.
+  Deviation from the reference: the rows are those the FER+ reader keeps (its majority rule), so the
+  soft modes re-weight the majority rows' targets but do not add the rows only they would keep.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import numpy as np
 
 from interpret.data.faceset import UNLABELLED, FaceSet
 from interpret.errors import InterpretError, located
+from interpret.systems import ferplus_labels as fp
 from interpret.systems import valence as val
 from interpret.systems.wang2022 import five_classes
 
-KINDS = ("emotion", "valence", "five")
+KINDS = ("emotion", "valence", "five", "ferplus")
 
 
 def apply_labels(faceset: FaceSet, labels: dict | None) -> FaceSet:
@@ -28,6 +33,11 @@ def apply_labels(faceset: FaceSet, labels: dict | None) -> FaceSet:
         return faceset
     if kind == "five":
         return five_classes(faceset)
+    if kind == "ferplus":
+        if faceset.source != "ferplus":
+            raise InterpretError(f"--labels ferplus-{labels.get('mode')} needs FER+ data (a folder with fer2013.csv "
+                                 f"and fer2013new.csv); this is {faceset.source} data")
+        return faceset
     if kind == "valence":
         if labels.get("csv"):
             return val.as_levels(faceset, csv_levels(faceset, labels["csv"]))
@@ -68,3 +78,36 @@ def usage_split(faceset: FaceSet) -> np.ndarray:
         raise InterpretError(f"--split usage: partition names {', '.join(unknown)} are not train/val/test "
                              f"(known: {', '.join(USAGE_SPLIT)})")
     return np.array(parts, dtype="<U5")
+
+
+def ferplus_training(faceset: FaceSet, train_rows: np.ndarray, config: dict, penalty=None):
+    """(rows kept, (n, classes) float32 targets, loss_fn) for training in FER+ mode `config["labels"]["mode"]`.
+
+    Each row's votes (fer2013new.csv beside the fer2013.csv its path names, same line) give the
+    mode's emotion distribution over the run's classes (renormalised; rows with no mass left, or
+    dropped by the mode, are not trained on). The loss draws the mode's target each step
+    (`ferplus_labels.training_target`; probability mode samples with torch's seeded generator)
+    and adds `penalty(model)`, the architecture's, if any."""
+    mode = config["labels"]["mode"]
+    columns = [fp.EMOTIONS.index(c) for c in config["classes"]]
+    votes_by_file: dict[Path, np.ndarray] = {}
+    keep, targets = [], []
+    for row in train_rows:
+        where, _, line = str(faceset.paths[row]).rpartition(":")
+        votes_path = Path(where).parent / "fer2013new.csv"
+        if votes_path not in votes_by_file:
+            votes_by_file[votes_path] = fp.read_votes(votes_path)[2]
+        votes = votes_by_file[votes_path][int(line) - 2]
+        distribution = fp.emotion_distribution(votes, mode)
+        if distribution is None or distribution[columns].sum() == 0:
+            continue
+        keep.append(row)
+        targets.append(distribution[columns] / distribution[columns].sum())
+    if not keep:
+        raise InterpretError(f"FER+ mode {mode}: no training row keeps a label")
+
+    def loss_fn(logits, y, model):
+        loss = fp.loss(logits.float(), fp.training_target(y, mode), mode)
+        return loss if penalty is None else loss + penalty(model)
+
+    return np.asarray(keep), np.asarray(targets, dtype=np.float32), loss_fn

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from interpret.data.transforms import InputSpec, augment, evaluate
 from interpret.errors import InterpretError
 from interpret.systems import valence as val
+from interpret.systems.ferplus_labels import MODES as FERPLUS_MODES
 from interpret.systems.liu2019 import l2_penalty
 from interpret.systems.wang2022 import FIVE_CLASSES, random_crop_of_ten, ten_crop_logits
 from interpret.training import RECIPES, Recipe
@@ -65,7 +66,14 @@ class TrainSpec:
         loss = F.cross_entropy(logits.float(), targets)
         return loss if self.penalty is None else loss + self.penalty(model)
 
-    def labels_config(self, data_seed: int, valence_csv=None) -> dict | None:
+    def labels_config(self, data_seed: int, valence_csv=None, ferplus_mode: str | None = None) -> dict | None:
+        if ferplus_mode is not None:
+            if self.labels != "emotion":
+                raise InterpretError(f"FER+ label modes train emotion classes; this architecture trains {self.labels}")
+            if ferplus_mode not in FERPLUS_MODES:
+                raise InterpretError(f"--labels ferplus-MODE: MODE must be one of {', '.join(FERPLUS_MODES)}, "
+                                     f"got {ferplus_mode!r}")
+            return {"kind": "ferplus", "mode": ferplus_mode}
         if self.labels == "valence":
             return {"kind": "valence", "seed": int(data_seed), "raters": val.RATERS,
                     "csv": str(valence_csv) if valence_csv else None}
