@@ -339,13 +339,13 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
         index = torch.from_numpy(rows).to(torch_device)
         return pixels[index], labels[index]
 
-    loss_fn = system.loss
+    loss_fn, soft = system.loss, None
     if (config.get("labels") or {}).get("kind") == "ferplus":  # FER+ soft label modes: (N, classes) targets
         from interpret.systems.labels import ferplus_training
 
         train_rows, soft, loss_fn = ferplus_training(faceset, train_rows, config, system.penalty)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = part(train_rows), part(val_rows), part(test_rows)
-    if loss_fn is not system.loss:
+    if soft is not None:
         y_train = torch.from_numpy(soft).to(torch_device)
     spec = input_spec(arch)
     transform = train_transform(chosen, spec)
