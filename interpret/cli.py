@@ -99,6 +99,7 @@ def train(
     seq_epochs: Optional[int] = typer.Option(None, min=1, help="wu2019: epochs of the sequence head"),
     labels: str = typer.Option("data", help="data (the data's own labels) or, for FER+ data, ferplus-majority, "
                                             "ferplus-probability, ferplus-crossentropy or ferplus-multi_target"),
+    l2_convention: Optional[str] = typer.Option(None, help="liu2019: keras (default, 0.05 sum w^2) or half (0.025 sum w^2)"),
 ):
     """Train a network; resumes from RUN/checkpoint.pt if an earlier run was interrupted."""
     from interpret.training import train as train_run
@@ -113,7 +114,8 @@ def train(
     path = train_run(data=data, out=out, arch=arch, recipe=recipe, epochs=epochs, folds=folds, fold=fold,
                      split=split, protocol=protocol, subjects=subjects, seed=seed, device=device,
                      valence_csv=valence_csv, sequence=sequence if arch == "wu2019" else None,
-                     ferplus_mode=labels.removeprefix("ferplus-") if labels != "data" else None)
+                     ferplus_mode=labels.removeprefix("ferplus-") if labels != "data" else None,
+                     l2_convention=l2_convention)
     typer.echo(f"run written to {path}")
 
 

@@ -296,7 +296,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
           seed: int = 0, device: str = "auto", data_seed: int | None = None, compile_model: bool = False,
           progress: bool = True, checkpoint_every: float = 30.0,
           on_epoch_end: Callable[[int, dict], None] | None = None, valence_csv=None,
-          sequence: dict | None = None, ferplus_mode: str | None = None) -> Path:
+          sequence: dict | None = None, ferplus_mode: str | None = None, l2_convention: str | None = None) -> Path:
     """Train `arch` on `data` and write the run directory `out`; returns its path.
 
     data: 'synthetic' (`subjects` identities generated with `data_seed`, default `seed`) or a
@@ -311,19 +311,22 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     The architecture's `interpret.systems.specs.TrainSpec` chooses the recipes (default: its
     `default_recipe`), labels, training transform, loss and any stage after training
     (`valence_csv`: a seed-000 valence CSV; `sequence`: wu2019's sequence options;
-    `ferplus_mode`: train FER+ data in one of Microsoft's label modes).
+    `ferplus_mode`: train FER+ data in one of Microsoft's label modes; `l2_convention`: liu2019's
+    penalty, 'keras' (default) or 'half').
     """
     from interpret.systems.specs import infer, train_spec, train_transform
 
     out = Path(out)
     torch_device = resolve_device(device)
-    system = train_spec(arch)
+    system = train_spec(arch, l2_convention)
     chosen = system.recipe(recipe, epochs)
     config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
                          seed if data_seed is None else data_seed, torch_device.type)
     labels_config = system.labels_config(seed if data_seed is None else data_seed, valence_csv, ferplus_mode)
     if labels_config is not None:
         config["labels"] = labels_config
+    if l2_convention is not None:
+        config["l2_convention"] = l2_convention
     if system.configure is not None:
         config["sequence"] = system.configure(sequence)
     faceset, split_of, targets = prepare(config, system.classes)

@@ -254,3 +254,18 @@ def test_ferplus_reader_majority_rule_agrees_with_the_reference_port():
         ours = fp.emotion_distribution(row, "majority")
         label, _ = _ferplus_label(row.tolist(), "majority")
         assert (ours is None and label is None) or (ours is not None and int(np.argmax(ours)) == label)
+
+
+def test_l2_convention_switch_reaches_the_training_loss():
+    from interpret.systems.specs import train_spec
+
+    torch.manual_seed(0)
+    model = build_model("liu2019", 9)
+    logits, y = torch.zeros(2, 9), torch.tensor([0, 4])
+    with torch.no_grad():
+        keras = float(train_spec("liu2019").loss(logits, y, model))
+        half = float(train_spec("liu2019", "half").loss(logits, y, model))
+        ce = float(torch.nn.functional.cross_entropy(logits, y))
+    assert keras - ce == pytest.approx(2 * (half - ce), rel=1e-5)
+    with pytest.raises(InterpretError):
+        train_spec("zhu2019", "half")

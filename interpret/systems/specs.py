@@ -17,6 +17,7 @@ the softmax of the ten crops (any architecture whose crop is smaller than its re
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -137,7 +138,15 @@ SPECS = {
 }
 
 
-def train_spec(arch: str) -> TrainSpec:
-    """The arch's spec; every other architecture trains the core paper's way."""
-    return SPECS.get(arch, TrainSpec(RECIPES, "fast"))
+def train_spec(arch: str, l2_convention: str | None = None) -> TrainSpec:
+    """The arch's spec; every other architecture trains the core paper's way. `l2_convention`
+    ('keras' or 'half', SEEDS.md §1.5) sets liu2019's penalty; other architectures have none."""
+    spec = SPECS.get(arch, TrainSpec(RECIPES, "fast"))
+    if l2_convention is None:
+        return spec
+    if spec.penalty is None:
+        raise InterpretError(f"--l2-convention applies to liu2019's FC penalty; {arch} has none")
+    if l2_convention not in ("keras", "half"):
+        raise InterpretError(f"--l2-convention must be keras or half, got {l2_convention!r}")
+    return replace(spec, penalty=functools.partial(l2_penalty, convention=l2_convention))
 
