@@ -199,3 +199,24 @@ def test_djellali2021_trains_ferplus_soft_labels_on_real_votes(tmp_path):
     result = runner.invoke(app, ["train", "--arch", "djellali2021", "--out", str(tmp_path / "y"), "--labels",
                                  "ferplus-crossentropy", *TINY])
     assert result.exit_code == 1 and "needs FER+ data" in result.output
+
+
+def test_valence_csv_labels_a_users_images(tmp_path):
+    import cv2
+
+    from interpret.data import load_faceset
+
+    rng = np.random.default_rng(0)
+    for i, emotion in enumerate(["happy", "happy", "sad", "sad"]):
+        (tmp_path / "faces" / emotion).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "faces" / emotion / f"{i}.png"), rng.integers(0, 256, (48, 48)).astype(np.uint8))
+    (tmp_path / "valence.csv").write_text("path,r1,r2\nfaces/happy/0.png,8,9\nfaces/happy/1.png,7,7\n"
+                                          "faces/sad/2.png,2,3\n")
+    faceset = load_faceset(tmp_path / "faces", size=48)
+    levelled = apply_labels(faceset, {"kind": "valence", "csv": str(tmp_path / "valence.csv")})
+    assert levelled.emotions == LEVEL_NAMES
+    by_name = {Path(p).name: e for p, e in zip(levelled.paths, levelled.emotion)}
+    assert by_name == {"0.png": 8, "1.png": 6, "2.png": 2, "3.png": -1}  # 8.5 -> 9, 7 -> 7, 2.5 -> 3; unlisted
+    (tmp_path / "other.csv").write_text("elsewhere/x.png,5\n")
+    with pytest.raises(InterpretError, match="none of its 1 paths"):
+        apply_labels(faceset, {"kind": "valence", "csv": str(tmp_path / "other.csv")})

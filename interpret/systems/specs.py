@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -77,7 +78,7 @@ class TrainSpec:
             return {"kind": "ferplus", "mode": ferplus_mode}
         if self.labels == "valence":
             return {"kind": "valence", "seed": int(data_seed), "raters": val.RATERS,
-                    "csv": str(valence_csv) if valence_csv else None}
+                    "csv": str(Path(valence_csv).expanduser().resolve()) if valence_csv else None}
         if self.labels == "five":
             return {"kind": "five"}
         return None
