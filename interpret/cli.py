@@ -112,12 +112,14 @@ def inspect(
 def train(
     data: str = typer.Option("synthetic", help=DATA_HELP),
     out: Path = typer.Option(..., help="Run directory, e.g. runs/NAME"),
-    arch: str = typer.Option("zhu2019", help="zhu2019 or khorrami2015"),
-    recipe: str = typer.Option("fast", help="fast (default) or paper"),
+    arch: str = typer.Option("zhu2019", help="zhu2019, khorrami2015, liu2019, djellali2021, wu2019 or wang2022"),
+    recipe: Optional[str] = typer.Option(None, help="fast or paper (default: fast for zhu2019/khorrami2015, "
+                                                   "paper for the seed systems)"),
     epochs: Optional[int] = typer.Option(None, min=1, help="Maximum epochs (default: the recipe's)"),
     folds: int = typer.Option(10, min=2, help="Subject-grouped folds"),
     fold: int = typer.Option(0, min=0, help="Which fold is the test set"),
-    split: str = typer.Option("kfold", help="kfold (subject-grouped) or paper (subject-overlapping)"),
+    split: str = typer.Option("kfold", help="kfold (subject-grouped), paper (subject-overlapping) or usage "
+                                            "(the data's own: FER PublicTest = val, PrivateTest = test)"),
     protocol: str = typer.Option("auto", help="auto, paper (all frames), khorrami (first + last 3) or frames"),
     subjects: int = typer.Option(100, min=1, help="Identities, for --data synthetic (fewer do not generalise)"),
     seed: int = typer.Option(0, help="Seed fixing every random choice"),
@@ -128,6 +130,14 @@ def train(
                                                "image's subject (first group), e.g. '^[^/]+/([A-Z]+\\d+)_'"),
     landmarks: str = typer.Option("none", help=LANDMARKS_HELP),
     read: list[str] = typer.Option([], help=READ_HELP),
+    valence_csv: Optional[Path] = typer.Option(None, help="liu2019 on your data: CSV of path,level or path,r1,...,rK"),
+    sequence_mode: Optional[str] = typer.Option(None, help="wu2019: single (paper), last-k or window"),
+    seq_len: Optional[int] = typer.Option(None, min=1, help="wu2019: frames per sequence (T)"),
+    seq_stride: Optional[int] = typer.Option(None, min=1, help="wu2019: window stride"),
+    seq_epochs: Optional[int] = typer.Option(None, min=1, help="wu2019: epochs of the sequence head"),
+    labels: str = typer.Option("data", help="data (the data's own labels) or, for FER+ data, ferplus-majority, "
+                                            "ferplus-probability, ferplus-crossentropy or ferplus-multi_target"),
+    l2_convention: Optional[str] = typer.Option(None, help="liu2019: keras (default, 0.05 sum w^2) or half (0.025 sum w^2)"),
 ):
     """Train a network; resumes from RUN/checkpoint.pt if an earlier run was interrupted."""
     from interpret.training import train as train_run
@@ -139,9 +149,19 @@ def train(
         if data == "synthetic" or detect_format(data) != "folders":
             raise InterpretError(f"{data}: --crop and --subject-from apply to folder-per-class data only")
         options = {"crop": crop, **({"subject_from": subject_from} if subject_from else {})}
+    sequence = {"mode": sequence_mode, "steps": seq_len, "stride": seq_stride, "epochs": seq_epochs}
+    if arch != "wu2019" and any(v is not None for v in sequence.values()):
+        raise InterpretError("--sequence-mode, --seq-len, --seq-stride and --seq-epochs are wu2019's options")
+    if valence_csv is not None and arch != "liu2019":
+        raise InterpretError("--valence-csv is liu2019's option")
+    if labels != "data" and not labels.startswith("ferplus-"):
+        raise InterpretError(f"--labels must be data or ferplus-MODE, got {labels!r}")
     path = train_run(data=data, out=out, arch=arch, recipe=recipe, epochs=epochs, folds=folds, fold=fold,
                      split=split, protocol=protocol, subjects=subjects, seed=seed, device=device,
-                     overwrite=overwrite, data_options={**options, **_reader_options(read, landmarks)})
+                     valence_csv=valence_csv, sequence=sequence if arch == "wu2019" else None,
+                     ferplus_mode=labels.removeprefix("ferplus-") if labels != "data" else None,
+                     l2_convention=l2_convention, overwrite=overwrite,
+                     data_options={**options, **_reader_options(read, landmarks)})
     typer.echo(f"run written to {path}")
 
 
@@ -372,3 +392,41 @@ def evaluate_video(
     if out is not None:
         write_json(out, results)
     typer.echo(format_results(results))
+
+
+@command()
+def evaluate(
+    run: Path = typer.Option(..., help="Run directory"),
+    split: str = typer.Option("test", help="train, val or test"),
+    tta: str = typer.Option("none", help="none (centre crop) or ten-crop (softmax averaged over the ten crops)"),
+    valence_map: str = typer.Option("fixed", help="valence runs: fixed, V = (E - 5) / 4, or data-minmax"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+):
+    """The run's own metrics on a split, written to RUN/evaluation.json."""
+    from interpret.systems.evaluation import evaluate_run
+
+    entry = evaluate_run(run, split=split, tta=tta, valence_map=valence_map, device=device)
+    line = (f"{entry['arch']} {split} (tta {tta}): accuracy {entry['accuracy']:.3f} "
+            f"(majority baseline {entry['majority_baseline']['accuracy']:.3f}), macro F1 {entry['macro_f1']:.3f}, "
+            f"weighted F1 {entry['weighted_f1']:.3f}")
+    if "valence" in entry:
+        line += f"; valence RMSE {entry['valence']['rmse']:.3f} (majority {entry['valence']['majority_rmse']:.3f})"
+    if "sequence" in entry:
+        line += f"; sequences accuracy {entry['sequence']['accuracy']:.3f}"
+    if "no_cnn_baseline" in entry:
+        line += f"; no-CNN baseline {entry['no_cnn_baseline']['accuracy']:.3f}"
+    typer.echo(line)
+    typer.echo(f"written to {Path(run) / 'evaluation.json'}")
+
+
+@command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run directories (same classes)"),
+    out: Path = typer.Option(..., help="Output folder"),
+):
+    """Side-by-side per-class recognition rates and overall accuracy of runs (seed 003's Table 3)."""
+    from interpret.systems.compare import compare_runs
+
+    path = compare_runs(runs, out)
+    typer.echo((path / "compare.md").read_text())
+    typer.echo(f"written to {path}")

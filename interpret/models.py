@@ -138,3 +138,7 @@ for _name, _spec in CONV_NETS.items():
     register_architecture(_name, Architecture(
         build=lambda n, name=_name: ExpressionNet(name, n), input=PAPER_INPUT,
         layers={k: f"relu{k}" for k in range(1, len(_spec.channels) + 1)}, description=_spec.description))
+
+
+# The seed systems register themselves (after everything above exists, which they import).
+import interpret.systems  # noqa: E402,F401

@@ -209,7 +209,21 @@ def _overview(run: Path, config: dict, assets: _Assets) -> dict:
         "epochs": len(history),
         "curves": assets.copy(run / "curves.png", "curves.png"),
         "confusion_png": assets.copy(run / "confusion.png", "confusion.png"),
+        "evaluations": _evaluations(run),
     }
+
+
+def _evaluations(run: Path) -> list[dict]:
+    """Rows of RUN/evaluation.json (`interpret evaluate`): one per split / test-time crop / valence map."""
+    stored = _read_json(run / "evaluation.json")
+    entries = (stored or {}).get("evaluations") if isinstance(stored, dict) else None
+    if not isinstance(entries, dict):
+        return []
+    return [{"key": key, "accuracy": e.get("accuracy"), "macro_f1": e.get("macro_f1"),
+             "weighted_f1": e.get("weighted_f1"), "rmse": (e.get("valence") or {}).get("rmse"),
+             "sequence": (e.get("sequence") or {}).get("accuracy"),
+             "no_cnn": (e.get("no_cnn_baseline") or {}).get("accuracy")}
+            for key, e in entries.items() if isinstance(e, dict)]
 
 
 def _aumap(run: Path, layer: str | None, assets: _Assets, provenance: _Provenance) -> dict:

@@ -63,7 +63,12 @@ def run_faceset(config: dict) -> FaceSet:
     """The protocol-applied FaceSet a run's config describes."""
     data = dict(config["data"])
     spec = data.pop("spec")
-    return apply_protocol(load_faceset(spec, size=config["size"], **data), config["protocol"])
+    faceset = apply_protocol(load_faceset(spec, size=config["size"], **data), config["protocol"])
+    if config.get("labels"):  # a seed system's label space (valence levels, five classes)
+        from interpret.systems.labels import apply_labels
+
+        faceset = apply_labels(faceset, config["labels"])
+    return faceset
 
 
 def run_split(faceset: FaceSet, config: dict) -> np.ndarray:
@@ -71,6 +76,10 @@ def run_split(faceset: FaceSet, config: dict) -> np.ndarray:
     split = config["split"]
     if split["kind"] == "test":
         return np.full(len(faceset.subject), "test", dtype="<U5")
+    if split["kind"] == "usage":  # the source's own partition (FER: PublicTest = val, PrivateTest = test)
+        from interpret.systems.labels import usage_split
+
+        return usage_split(faceset)
     return assign_split(faceset.subject, kind=split["kind"], folds=split["folds"], fold=split["fold"],
                         seed=split["seed"])
 

@@ -106,6 +106,9 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe, device: torch.device)
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay, fused=fused or None)
+    if recipe.optimizer == "adam":  # the seed systems' Keras/PyTorch Adam (coupled L2, if any)
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=(recipe.momentum, 0.999),
+                                weight_decay=recipe.weight_decay, fused=fused or None)
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(recipe.momentum, 0.999),
                                  weight_decay=recipe.weight_decay, fused=fused or None)
@@ -120,11 +123,12 @@ def autocast(device: torch.device):
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                 targets: torch.Tensor, generator: torch.Generator, batch_size: int,
                 lr_at: Callable[[int], float] | None = None, first_step: int = 0,
-                bar=None) -> tuple[float, float]:
+                bar=None, transform=augment, loss_fn=None) -> tuple[float, float]:
     """One pass over `images` ((N, S, S) uint8 on the training device) in a random order.
 
-    Each batch is augmented on the device with `generator`; `lr_at(step)` sets the learning
-    rate before every step. Returns the mean training loss and accuracy (one host read).
+    Each batch is augmented on the device with `transform(batch, generator)`; `lr_at(step)` sets
+    the learning rate before every step; `loss_fn(logits, targets, model)` (default cross-entropy)
+    is minimised. Returns the mean training loss and accuracy (one host read).
     """
     device = images.device
     n = len(images)
@@ -140,17 +144,17 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images
             for group in optimizer.param_groups:
                 group["lr"] = lr
         index = order[start:start + batch_size]
-        x = augment(images[index], generator).contiguous(memory_format=torch.channels_last)
+        x = transform(images[index], generator).contiguous(memory_format=torch.channels_last)
         y = targets[index]
         with autocast(device):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = F.cross_entropy(logits.float(), y) if loss_fn is None else loss_fn(logits, y, model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seen += len(index)
         loss_sum += loss.detach() * len(index)
-        correct += (logits.detach().argmax(1) == y).sum()
+        correct += (logits.detach().argmax(1) == (y if y.ndim == 1 else y.argmax(1))).sum()  # soft targets: their top
         if bar is not None:
             bar.update(1)
             if (step + 1) % sync_every == 0 or start + batch_size >= n:
@@ -159,13 +163,17 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """Float32 logits of the evaluation transform of (N, S, S) uint8 `images`, model in eval mode."""
+def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH, forward=None) -> torch.Tensor:
+    """Float32 logits of the evaluation transform of (N, S, S) uint8 `images`, model in eval mode;
+    `forward(model, batch)` replaces transform + model (a system's own input or test-time crops)."""
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = evaluate(images[start:start + batch_size]).contiguous(memory_format=torch.channels_last)
         with autocast(images.device):
+            if forward is not None:
+                out.append(forward(model, images[start:start + batch_size]).float())
+                continue
+            x = evaluate(images[start:start + batch_size]).contiguous(memory_format=torch.channels_last)
             out.append(model(x).float())
     return torch.cat(out) if out else torch.zeros((0, 0), device=images.device)
 
@@ -204,9 +212,10 @@ def make_config(data, arch: str, recipe: Recipe, folds: int, fold: int, split: s
     }
 
 
-def prepare(config: dict) -> tuple[FaceSet, np.ndarray, np.ndarray]:
-    """Load the run's data; fill in the resolved protocol and the classes. Returns the
-    protocol-applied FaceSet, its split per row and class index per row (-1: unlabelled)."""
+def prepare(config: dict, classes=None) -> tuple[FaceSet, np.ndarray, np.ndarray]:
+    """Load the run's data; fill in the resolved protocol and the classes (`classes` when the
+    architecture fixes them, else the labelled ones). Returns the protocol-applied FaceSet, its
+    split per row and class index per row (-1: unlabelled)."""
     faceset = run_faceset(config)
     if config["protocol"] == "auto":
         config["protocol"] = "paper" if is_sequence_data(faceset) else "frames"
@@ -215,7 +224,7 @@ def prepare(config: dict) -> tuple[FaceSet, np.ndarray, np.ndarray]:
     if len(labelled) < 2:
         raise InterpretError(f"{config['data']['spec']}: training needs at least 2 emotion classes among "
                              f"labelled images, found {len(labelled)}")
-    config["classes"] = [faceset.emotions[i] for i in labelled]
+    config["classes"] = list(classes) if classes else [faceset.emotions[i] for i in labelled]
     config["au_codes"] = [int(a) for a in faceset.au_codes]
     targets = class_targets(faceset, config["classes"])
     for part in ("train", "val", "test"):
@@ -260,6 +269,8 @@ def describe_split(faceset: FaceSet, split: np.ndarray, targets: np.ndarray, con
     if kind == "kfold":
         out["description"] = (f"subject-grouped {config['split']['folds']}-fold: fold {config['split']['fold']} "
                               "is the test set, the next fold the validation set; no subject in two parts")
+    elif kind == "usage":
+        out["description"] = "the data's own partition: Training = train, PublicTest = validation, PrivateTest = test"
     else:
         out["description"] = ("paper split (subject-overlapping): random test and validation images; the same "
                               "subjects and near-duplicate frames appear in train and test, so accuracy is "
@@ -305,12 +316,13 @@ def _read_checkpoint(path: Path, config: dict, device: torch.device) -> dict | N
 # ---------------------------------------------------------------- the run
 
 
-def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str = "fast", epochs: int | None = None,
+def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str | None = None, epochs: int | None = None,
           folds: int = 10, fold: int = 0, split: str = "kfold", protocol: str = "auto", subjects: int = 40,
           seed: int = 0, device: str = "auto", data_seed: int | None = None, compile_model: bool = False,
           progress: bool = True, checkpoint_every: float = 30.0,
           on_epoch_end: Callable[[int, dict], None] | None = None, overwrite: bool = False,
-          data_options: dict | None = None) -> Path:
+          data_options: dict | None = None, valence_csv=None, sequence: dict | None = None,
+          ferplus_mode: str | None = None, l2_convention: str | None = None) -> Path:
     """Train `arch` on `data` and write the run directory `out`; returns its path.
 
     `data_options`: reader keyword arguments recorded in the config's `data` (e.g.
@@ -324,15 +336,31 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
     call with the same configuration resumes from it. `on_epoch_end(epoch, history_row)` is
     called after each epoch (and its checkpoint). `compile_model` wraps the model in
     `torch.compile` (off by default: compile time exceeds the gain on short runs).
+
+    The architecture's `interpret.systems.specs.TrainSpec` chooses the recipes (default: its
+    `default_recipe`), labels, training transform, loss and any stage after training
+    (`valence_csv`: a seed-000 valence CSV; `sequence`: wu2019's sequence options;
+    `ferplus_mode`: train FER+ data in one of Microsoft's label modes; `l2_convention`: liu2019's
+    penalty, 'keras' (default) or 'half').
     """
+    from interpret.systems.specs import infer, train_spec, train_transform
+
     out = Path(out)
     claim_run_dir(out, overwrite)
     torch_device = resolve_device(device)
-    chosen = get_recipe(recipe, epochs)
+    system = train_spec(arch, l2_convention)
+    chosen = system.recipe(recipe, epochs)
     config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
                          seed if data_seed is None else data_seed, torch_device.type)
     config["data"].update(data_options or {})
-    faceset, split_of, targets = prepare(config)
+    labels_config = system.labels_config(seed if data_seed is None else data_seed, valence_csv, ferplus_mode)
+    if labels_config is not None:
+        config["labels"] = labels_config
+    if l2_convention is not None:
+        config["l2_convention"] = l2_convention
+    if system.configure is not None:
+        config["sequence"] = system.configure(sequence)
+    faceset, split_of, targets = prepare(config, system.classes)
     classes = config["classes"]
     warnings = data_warnings(faceset, split_of, targets, classes)
     for warning in warnings:
@@ -348,7 +376,17 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
         index = torch.from_numpy(rows).to(torch_device)
         return pixels[index], labels[index]
 
+    loss_fn, soft = system.loss, None
+    if (config.get("labels") or {}).get("kind") == "ferplus":  # FER+ soft label modes: (N, classes) targets
+        from interpret.systems.labels import ferplus_training
+
+        train_rows, soft, loss_fn = ferplus_training(faceset, train_rows, config, system.penalty)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = part(train_rows), part(val_rows), part(test_rows)
+    if soft is not None:
+        y_train = torch.from_numpy(soft).to(torch_device)
+    spec = input_spec(arch)
+    transform = train_transform(chosen, spec)
+    forward_eval = None if chosen.augmentation == "paper" else (lambda net, batch: infer(net, batch, spec))
     steps_per_epoch = math.ceil(len(train_rows) / chosen.batch_size)
     total_steps = steps_per_epoch * chosen.epochs
 
@@ -393,8 +431,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
                 train_loss, train_acc = train_epoch(
                     forward, optimizer, x_train, y_train, generator, chosen.batch_size,
                     lr_at=lambda step: learning_rate(chosen, step, total_steps),
-                    first_step=(epoch - 1) * steps_per_epoch, bar=bar)
-            val_loss, val_acc = score(predict(forward, x_val), y_val)
+                    first_step=(epoch - 1) * steps_per_epoch, bar=bar, transform=transform, loss_fn=loss_fn)
+            val_loss, val_acc = score(predict(forward, x_val, forward=forward_eval), y_val)
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                    "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
                    "seconds": time.perf_counter() - began}
@@ -422,7 +460,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
                 on_epoch_end(epoch, row)
 
         model.load_state_dict(best["state_dict"])
-        test_logits = predict(model, x_test)
+        test_logits = predict(model, x_test, forward=forward_eval)
         test_loss, _ = score(test_logits, y_test)
         predictions = test_logits.argmax(1).cpu().numpy()
 
@@ -446,6 +484,9 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
         "warnings": warnings,
         "environment": numeric_environment(torch_device),
     }
+    if system.finish is not None:
+        metrics.update(system.finish(model, config=config, out=out, faceset=faceset, split=split_of,
+                                     targets=targets, device=torch_device, progress=progress))
     save_checkpoint(out / "model.pt", model, {
         "arch": arch, "classes": classes, "epoch": best["epoch"], "val_accuracy": best["val_acc"],
         "package_version": __version__})

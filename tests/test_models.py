@@ -19,7 +19,7 @@ FC_IN = {"zhu2019": 36864, "khorrami2015": 1024}
 FC_OUT = {"zhu2019": 1024, "khorrami2015": 300}
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", sorted(SHAPES))
 def test_every_layer_shape(arch):
     torch.manual_seed(0)
     model = build_model(arch, 7).eval()
@@ -39,7 +39,7 @@ def test_every_layer_shape(arch):
     assert model(torch.randn(2, 1, 96, 96)).shape == (2, 7)
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", sorted(SHAPES))
 def test_relus_are_distinct_non_inplace_modules(arch):
     model = build_model(arch, 7)
     relus = [stage(model, k).relu for k in (1, 2, 3)] + [model.relu_fc]
