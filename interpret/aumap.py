@@ -429,7 +429,8 @@ def run_au_map(run, *, layer=None, aus="all", n: int = 9, k: int = 9, permutatio
     results = au_statistics(cache["max"], cache["aus"], cache["au_codes"], cache["sequence"],
                             cache["frame"], cache["subject"], codes, n=n, permutations=permutations,
                             bootstrap=bootstrap, seed=seed, layer=layer, known=known, unit=unit)
-    model_sha256 = sha256_file(Path(run.path) / "model.pt")
+    model_file = Path(run.path) / "model.pt"
+    model_sha256 = sha256_file(model_file) if model_file.is_file() else None
     for res in results.values():
         res["labels"] = label_options
         res["model_sha256"] = model_sha256  # the report refuses results of another model

@@ -258,7 +258,8 @@ def run_sanity(run, *, layer=None, seed: int = 0, n_seeds: int = 32) -> SanityRe
     result["notes"] = _notes(result)
     result["verdict"] = _verdicts(result)
     result["aumap_check"] = aumap_check(Path(run.path) / "aumap")
-    result["model_sha256"] = sha256_file(Path(run.path) / "model.pt")  # the report refuses another model's
+    model_file = Path(run.path) / "model.pt"  # the report refuses another model's results
+    result["model_sha256"] = sha256_file(model_file) if model_file.is_file() else None
     out = Path(run.path) / "sanity"
     result["figures"] = {"cascade": "sanity/cascade.png", "similarity": "sanity/similarity.png"}
     plot_cascade(out / "cascade.png", result, grey, projections)

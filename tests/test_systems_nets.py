@@ -80,8 +80,8 @@ def test_lstm_head_parameters_and_shapes():
 
 
 def test_deconv_projects_rgb_networks_on_replicated_grey_exactly():
-    """wang2022 takes grey replicated to RGB: the projection to the grey image (conv1 folded over
-    its input channels) equals autograd's gradient of the unit through the real 3-channel net."""
+    """wang2022 takes grey replicated to RGB: the projection (summed over the input channels, as
+    for any multi-channel input) equals autograd's gradient of the unit w.r.t. the grey image."""
     from interpret.deconv import project
 
     torch.manual_seed(0)
@@ -97,5 +97,3 @@ def test_deconv_projects_rgb_networks_on_replicated_grey_exactly():
     assert grey.grad.abs().sum() > 0
     projected = project(model, 3, rgb.detach(), [(4, y, x_)], rule="gradient")
     torch.testing.assert_close(projected[0], grey.grad[0, 0], rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError, match="replicated"):
-        project(model, 3, torch.rand(1, 3, 20, 20), [(4, 3, 5)])
