@@ -37,9 +37,9 @@ BASELINE_MARGIN = 0.02
 #: Deconvolution sheets shown beside each AU (its best maps by distance).
 AU_BEST_MAPS = 3
 #: Widths (px) of what the page holds: gallery thumbnails, the sheet opened on click, the all-maps
-#: overview; JPEG keeps a 256-map report within ~15 MB (the run keeps the full-resolution PNGs).
-THUMB_WIDTH, FULL_WIDTH, OVERVIEW_WIDTH = 320, 1400, 2400
-JPEG_QUALITY = 85
+#: overview; JPEG keeps a 256-map report within ~15 MB (the run keeps the lossless PNGs).
+THUMB_WIDTH, FULL_WIDTH, OVERVIEW_WIDTH = 320, 1400, 1800
+JPEG_QUALITY = 65
 
 
 def _environment() -> jinja2.Environment:
@@ -255,7 +255,7 @@ def _aumap(run: Path, layer: str | None, assets: _Assets, provenance: _Provenanc
             "ranking": ranking[:10],
             "top_maps": [int(r["map"]) for r in ranking[:AU_BEST_MAPS]],
             "distance_png": assets.copy(folder / f"{path.stem}_distance.png", f"aumap/{stem}_distance.png"),
-            "best_png": assets.copy(folder / f"{path.stem}_best.png", f"aumap/{stem}_best.png"),
+            "best_png": assets.thumbnail(folder / f"{path.stem}_best.png", f"aumap/{stem}_best.jpg", FULL_WIDTH),
             "localization": data.get("localization") or {},
             "cooccurrence": data.get("cooccurrence") or {},
         })
