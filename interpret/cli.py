@@ -181,3 +181,12 @@ def demo(
     from interpret.demo import run_demo
 
     typer.echo(str(run_demo(out, report_out=report_out, device=device)))
+
+
+@command("refresh-data")
+def refresh_data(run: Path = typer.Option(..., help="Run directory")):
+    """Re-read a run's data source and rewrite RUN/dataset.h5 (after the source changed on purpose)."""
+    from interpret.runs import read_config, run_data
+
+    faceset, _ = run_data(run, read_config(run), refresh=True)
+    typer.echo(f"{len(faceset)} images stored in {run / 'dataset.h5'}")

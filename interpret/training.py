@@ -29,6 +29,7 @@ from interpret import __version__
 from interpret.data.faceset import FaceSet
 from interpret.data.protocols import is_sequence_data
 from interpret.data.transforms import augment, evaluate
+from interpret.datastore import write_dataset
 from interpret.errors import InterpretError
 from interpret.io import atomic_path, write_json, write_text
 from interpret.metrics import classification_report
@@ -410,6 +411,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
         "arch": arch, "classes": classes, "epoch": best["epoch"], "val_accuracy": best["val_acc"],
         "package_version": __version__})
     write_config(out, config)
+    write_dataset(out, faceset, split_of, classes, config)
     write_history(out / "history.csv", history)
     write_json(out / "metrics.json", metrics)
     plot_curves(history, best["epoch"], out / "curves.png")
