@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -96,7 +97,8 @@ def train(
 
     path = train_run(data=data, out=out, arch=arch, recipe=recipe, epochs=epochs, folds=folds, fold=fold,
                      split=split, protocol=protocol, subjects=subjects, seed=seed, device=device)
-    typer.echo(f"run written to {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 reports
+        typer.echo(f"run written to {path}")
 
 
 @command()
@@ -105,11 +107,23 @@ def cache(
     layer: int = typer.Option(3, min=1, help="Conv layer"),
     maps: bool = typer.Option(False, "--maps", help="Also store the full maps (float16)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    shard: Optional[str] = typer.Option(None, help="i/N: build contiguous shard i of N, merged when all exist "
+                                        "(under torchrun: one shard per process, no option needed)"),
 ):
     """Cache each image's per-map maxima (and optionally full maps) of a layer to HDF5."""
+    from interpret import distributed
     from interpret.cache import build_cache
 
-    path = build_cache(_open_run(run, device), layer=layer, maps=maps)
+    if shard is None and not distributed.launched():
+        path = build_cache(_open_run(run, device), layer=layer, maps=maps)
+    else:
+        from interpret.shards import on_local_device, parse_shard, sharded_cache
+
+        with distributed.session() as ranks:
+            path = sharded_cache(on_local_device(_open_run(run, device), ranks), layer, maps,
+                                 None if shard is None else parse_shard(shard))
+        if not ranks.is_main:
+            return
     typer.echo(f"cache written to {path}")
 
 
@@ -190,3 +204,16 @@ def refresh_data(run: Path = typer.Option(..., help="Run directory")):
 
     faceset, _ = run_data(run, read_config(run), refresh=True)
     typer.echo(f"{len(faceset)} images stored in {run / 'dataset.h5'}")
+
+
+@command("merge-cache")
+def merge_cache(
+    run: Path = typer.Option(..., help="Run directory"),
+    layer: int = typer.Option(3, min=1, help="Conv layer"),
+    shards: int = typer.Option(..., min=1, help="N of the i/N shards built with `interpret cache --shard`"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+):
+    """Merge the shards of a layer's activation cache into RUN/activations/conv{K}.h5."""
+    from interpret.shards import merge_cache as merge
+
+    typer.echo(f"cache written to {merge(_open_run(run, device), layer, shards)}")

@@ -1,0 +1,161 @@
+"""Sharded analysis: a layer's activation cache built in contiguous row shards, then merged.
+
+`interpret cache --shard i/N` (one job of a batch scheduler) builds shard i of N into
+``RUN/activations/conv{K}.shard-i-of-N.h5`` (atomic, with `shard_rows` = start, stop, total);
+under torchrun `interpret cache` builds one shard per rank. Shards are whole evaluation batches
+(`BATCH` rows), so every image goes through the network in the very batch the single-process
+build uses: the merged cache equals it bit for bit (every dataset and attribute). The merge runs
+when the last shard is written (or `interpret merge-cache`); it streams shard by shard (memory
+bounded by one block of rows), checks that every shard exists, belongs to this run (the cache
+fingerprints) and that together they cover the rows once, and keeps the shard files.
+
+Deconvolution's ranking is exact under any row split: `merge_top_k` of the per-shard top k is
+the global top k (ties to the earlier image, as `deconv.deconvolve_top` ranks).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from interpret import distributed
+from interpret.cache import FINGERPRINTS, build_cache, cache_path, check_layer, fingerprints
+from interpret.errors import InterpretError, located
+from interpret.io import atomic_path
+
+#: Rows per evaluation batch of the cache build; shard boundaries fall on multiples of it.
+BATCH = 128
+#: Rows copied at a time by the merge.
+BLOCK = 4096
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/N' -> (i, N), shards numbered 0..N-1."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 0 <= int(match[1]) < int(match[2]):
+        raise InterpretError(f"--shard must be i/N with 0 <= i < N (e.g. 0/4), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def plan(n: int, count: int, batch: int = BATCH) -> list[tuple[int, int]]:
+    """`count` contiguous row ranges [start, stop) covering n rows, on whole batches, sizes within one batch."""
+    batches = math.ceil(n / batch)
+    if not 1 <= count <= batches:
+        raise InterpretError(f"{n} images make {batches} batches of {batch}: use 1..{batches} shards, not {count}")
+    ranges = [distributed.shard_range(batches, i, count) for i in range(count)]
+    return [(a * batch, min(b * batch, n)) for a, b in ranges]
+
+
+def shard_path(run, layer: int, index: int, count: int) -> Path:
+    return cache_path(run, layer).with_name(f"conv{layer}.shard-{index}-of-{count}.h5")
+
+
+def build_shard(run, layer: int, index: int, count: int, maps: bool = False) -> Path:
+    """Build shard `index` of `count` of the run's cache of `layer`."""
+    check_layer(run.model, layer)
+    rows = plan(len(run.dataset), count)[index]
+    return build_cache(run, layer=layer, maps=maps, batch_size=BATCH, rows=rows,
+                       path=shard_path(run, layer, index, count))
+
+
+def _shard_attrs(path: Path, h5: h5py.File) -> dict:
+    if "shard_rows" not in h5.attrs:
+        raise located(path, "not a cache shard (no shard_rows attribute)")
+    return {k: v for k, v in h5.attrs.items() if k != "shard_rows"}
+
+
+def merge_cache(run, layer: int, count: int) -> Path:
+    """Merge the `count` shards of the run's cache of `layer` into ``RUN/activations/conv{layer}.h5``."""
+    paths = [shard_path(run, layer, i, count) for i in range(count)]
+    for i, path in enumerate(paths):
+        if not path.is_file():
+            raise located(path, f"shard {i} of {count} is missing; build it with "
+                                f"`interpret cache --run {run.path} --layer {layer} --shard {i}/{count}`")
+    expected = fingerprints(run, layer)
+    n = len(run.dataset)
+    out = cache_path(run, layer)
+    files = []
+    try:
+        for path in paths:
+            try:
+                files.append(h5py.File(path, "r"))
+            except OSError:
+                raise located(path, "unreadable cache shard (truncated or not HDF5)") from None
+        attrs = [_shard_attrs(p, h5) for p, h5 in zip(paths, files)]
+        for path, h5, shard_attrs in zip(paths, files, attrs):
+            stale = [k for k in FINGERPRINTS if shard_attrs.get(k) != expected[k]]
+            if stale:
+                raise located(path, f"shard computed from something else than this run ({', '.join(stale)} "
+                                    "differ); rebuild it")
+            if shard_attrs.keys() != attrs[0].keys() or any(
+                    not np.array_equal(shard_attrs[k], attrs[0][k]) for k in attrs[0]):
+                raise located(path, f"shard attributes differ from {paths[0].name}'s; rebuild it")
+        bounds = [tuple(int(v) for v in h5.attrs["shard_rows"]) for h5 in files]
+        if [b[:2] for b in bounds] != plan(n, count) or any(b[2] != n for b in bounds):
+            bad = next(p for p, b, want in zip(paths, bounds, plan(n, count)) if b != (*want, n))
+            raise located(bad, f"shard rows {bounds[paths.index(bad)][:2]} do not fit the plan of {count} shards "
+                               f"over {n} images; rebuild it")
+        first = files[0]
+        with atomic_path(out) as tmp, h5py.File(tmp, "w") as merged:
+            merged.attrs.update(attrs[0])
+            for name, source in first.items():
+                if name == "au_codes":
+                    merged.create_dataset(name, data=source[()])
+                    continue
+                target = merged.create_dataset(name, (n, *source.shape[1:]), source.dtype, chunks=source.chunks,
+                                               compression=source.compression,
+                                               compression_opts=source.compression_opts)
+                for h5, (start, stop, _) in zip(files, bounds):
+                    part = h5[name]
+                    for offset in range(0, stop - start, BLOCK):
+                        end = min(offset + BLOCK, stop - start)
+                        target[start + offset:start + end] = part[offset:end]
+    finally:
+        for h5 in files:
+            h5.close()
+    return out
+
+
+def all_shards_exist(run, layer: int, count: int) -> bool:
+    return all(shard_path(run, layer, i, count).is_file() for i in range(count))
+
+
+def on_local_device(run, ranks: distributed.Ranks):
+    """The run with its model moved to this rank's GPU (`cuda:LOCAL_RANK`) when it runs on CUDA."""
+    device = distributed.local_device(run.device, ranks)
+    if device != run.device:
+        run.model.to(device)
+        run.device = device
+    return run
+
+
+def sharded_cache(run, layer: int, maps: bool = False, shard: tuple[int, int] | None = None) -> Path:
+    """Build shard `shard` = (i, N) and merge when all N exist; under torchrun (no `shard`), each
+    rank builds its own shard and rank 0 merges after a barrier. Returns the file written last."""
+    ranks = distributed.current()
+    if shard is None:
+        shard = (ranks.rank, ranks.world_size)
+    path = build_shard(run, layer, *shard, maps=maps)
+    if ranks.active:
+        import torch.distributed as dist
+
+        dist.barrier()
+        return merge_cache(run, layer, shard[1]) if ranks.is_main else path
+    return merge_cache(run, layer, shard[1]) if all_shards_exist(run, layer, shard[1]) else path
+
+
+def merge_top_k(values: list[np.ndarray], rows: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The global top k per column from per-shard candidates.
+
+    values[s] (k_s, M) a shard's top activations per map (descending), rows[s] (k_s, M) their
+    dataset rows. Returns (k, M) rows and values: the k largest over all shards, ties to the
+    smaller row (the earlier image), i.e. what ranking all rows at once gives.
+    """
+    value = np.concatenate(values)
+    row = np.concatenate(rows)
+    order = np.lexsort((row, -value), axis=0)[:k]
+    return np.take_along_axis(value, order, 0), np.take_along_axis(row, order, 0)
