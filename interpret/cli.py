@@ -134,11 +134,23 @@ def deconv(
     top: int = typer.Option(9, min=1, help="Top activations per map"),
     maps: str = typer.Option("all", help="'all' or map numbers from 0, e.g. 0,5,113"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    shard: Optional[str] = typer.Option(None, help="i/N: project map range i of N, merged when all exist "
+                                        "(under torchrun: one range per process, no option needed)"),
 ):
     """Zeiler–Fergus deconvolution of each map's top activations, beside receptive-field patches."""
+    from interpret import distributed
     from interpret.deconv import run_deconv
 
-    path = run_deconv(_open_run(run, device), layer=layer, top=top, maps=maps)
+    if shard is None and not distributed.launched():
+        path = run_deconv(_open_run(run, device), layer=layer, top=top, maps=maps)
+    else:
+        from interpret.shards import on_local_device, parse_shard, sharded_deconv
+
+        with distributed.session() as ranks:
+            path = sharded_deconv(on_local_device(_open_run(run, device), ranks), layer, top, maps,
+                                  None if shard is None else parse_shard(shard))
+        if not ranks.is_main:
+            return
     typer.echo(f"deconvolutions written to {path}")
 
 

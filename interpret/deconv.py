@@ -273,11 +273,16 @@ def run_deconv(run, layer: int = 3, top: int = 9, maps="all", rule: str = "decon
                split: str | None = "train") -> Path:
     """Write ``RUN/deconv/conv{layer}.h5`` (the arrays of `deconvolve_top`), a PNG per map
     ``RUN/deconv/conv{layer}/map_XXX.png`` and ``RUN/deconv/conv{layer}_overview.png``."""
+    result = deconvolve_top(run, layer=layer, top=top, maps=maps, rule=rule, split=split)
+    return write_deconv(run, layer, result, top=top, rule=rule, split=split)
+
+
+def write_deconv(run, layer: int, result: dict, top: int, rule: str = "deconvnet", split: str | None = "train") -> Path:
+    """Write a `deconvolve_top` result: ``RUN/deconv/conv{layer}.h5`` and the PNG sheets."""
     import h5py
 
     from interpret.cache import fingerprints
 
-    result = deconvolve_top(run, layer=layer, top=top, maps=maps, rule=rule, split=split)
     folder = Path(run.path) / "deconv"
     path = folder / f"conv{layer}.h5"
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:

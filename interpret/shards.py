@@ -9,12 +9,17 @@ when the last shard is written (or `interpret merge-cache`); it streams shard by
 bounded by one block of rows), checks that every shard exists, belongs to this run (the cache
 fingerprints) and that together they cover the rows once, and keeps the shard files.
 
-Deconvolution's ranking is exact under any row split: `merge_top_k` of the per-shard top k is
-the global top k (ties to the earlier image, as `deconv.deconvolve_top` ranks).
+Deconvolution over many maps shards by map range (`interpret deconv --shard i/N`, or one range
+per rank under torchrun): shard i projects its contiguous range of the chosen maps into
+``RUN/deconv/conv{K}.shard-i-of-N.h5``; when all exist the arrays are concatenated and written
+as one deconvolution (HDF5 + sheets), as `interpret deconv` writes it. Its ranking is exact
+under a row split as well: `merge_top_k` of per-shard top k is the global top k (ties to the
+earlier image, as `deconv.deconvolve_top` ranks).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -146,6 +151,54 @@ def sharded_cache(run, layer: int, maps: bool = False, shard: tuple[int, int] | 
         dist.barrier()
         return merge_cache(run, layer, shard[1]) if ranks.is_main else path
     return merge_cache(run, layer, shard[1]) if all_shards_exist(run, layer, shard[1]) else path
+
+
+DECONV_ARRAYS = ("projection", "image_index", "activation", "position", "rf_box", "maps")
+
+
+def deconv_shard_path(run, layer: int, index: int, count: int) -> Path:
+    return Path(run.path) / "deconv" / f"conv{layer}.shard-{index}-of-{count}.h5"
+
+
+def sharded_deconv(run, layer: int = 3, top: int = 9, maps="all", shard: tuple[int, int] | None = None) -> Path:
+    """Project map range `shard` = (i, N) of the chosen maps (under torchrun: the rank's range);
+    merge into ``RUN/deconv/conv{layer}.h5`` and its sheets when all N shards exist. Build the
+    activation cache first (`interpret cache`): each shard reads it."""
+    from interpret.cache import open_cache
+    from interpret.deconv import deconvolve_top, parse_maps, write_deconv
+
+    ranks = distributed.current()
+    index, count = (ranks.rank, ranks.world_size) if shard is None else shard
+    chosen = parse_maps(maps, open_cache(run, layer).max.shape[1], layer)
+    if count > len(chosen):
+        raise InterpretError(f"{len(chosen)} maps cannot make {count} shards")
+    start, stop = distributed.shard_range(len(chosen), index, count)
+    result = deconvolve_top(run, layer=layer, top=top, maps=chosen[start:stop].tolist())
+    expected = fingerprints(run, layer)
+    path = deconv_shard_path(run, layer, index, count)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update({**expected, "top": top, "maps": json.dumps(chosen.tolist()), "shard_maps": (start, stop)})
+        for name, value in result.items():
+            h5.create_dataset(name, data=value)
+    if ranks.active:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if not ranks.is_main:
+            return path
+    elif not all(deconv_shard_path(run, layer, i, count).is_file() for i in range(count)):
+        return path
+    parts = []
+    for i in range(count):
+        part_path = deconv_shard_path(run, layer, i, count)
+        with h5py.File(part_path, "r") as h5:
+            if (any(h5.attrs[k] != expected[k] for k in FINGERPRINTS) or int(h5.attrs["top"]) != top
+                    or h5.attrs["maps"] != json.dumps(chosen.tolist())
+                    or tuple(h5.attrs["shard_maps"]) != distributed.shard_range(len(chosen), i, count)):
+                raise located(part_path, "deconvolution shard of another run, layer, --top or --maps; rebuild it")
+            parts.append({name: h5[name][()] for name in DECONV_ARRAYS})
+    merged = {name: np.concatenate([part[name] for part in parts]) for name in DECONV_ARRAYS}
+    return write_deconv(run, layer, merged, top=top)
 
 
 def merge_top_k(values: list[np.ndarray], rows: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("run")
     config = {"arch": "zhu2019", "classes": ["anger", "disgust", "fear", "happy", "sadness", "surprise"],
               "data": {"spec": "synthetic", "subjects": 4, "seed": 1}, "protocol": "paper", "size": 99,
-              "split": {"kind": "kfold", "folds": 2, "fold": 0, "seed": 0}, "seed": 0}
+              "split": {"kind": "kfold", "folds": 3, "fold": 0, "seed": 0}, "seed": 0}
     torch.manual_seed(0)
     save_checkpoint(path / "model.pt", build_model("zhu2019", len(config["classes"])), {"arch": "zhu2019"})
     write_config(path, config)
@@ -73,3 +73,24 @@ def test_top_k_of_shard_top_ks_is_the_global_top_k():
     top_values, top_rows = merge_top_k(parts, rows, k)
     np.testing.assert_array_equal(top_rows, truth)
     np.testing.assert_array_equal(top_values, np.take_along_axis(values, truth, 0))
+
+
+def test_deconv_map_shards_merge_into_the_single_deconvolution(run):
+    from interpret.deconv import run_deconv
+    from interpret.shards import DECONV_ARRAYS, deconv_shard_path, sharded_deconv
+
+    with h5py.File(run_deconv(run, layer=2, top=4, maps="7,0,5,3,9"), "r") as h5:
+        single = {name: h5[name][()] for name in DECONV_ARRAYS}
+    (run.path / "deconv" / "conv2.h5").unlink()
+    assert sharded_deconv(run, 2, 4, "7,0,5,3,9", shard=(1, 2)) == deconv_shard_path(run, 2, 1, 2)
+    assert not (run.path / "deconv" / "conv2.h5").exists()
+    path = sharded_deconv(run, 2, 4, "7,0,5,3,9", shard=(0, 2))
+    with h5py.File(path, "r") as h5:
+        merged = {name: h5[name][()] for name in DECONV_ARRAYS}
+    for name in DECONV_ARRAYS:
+        if name == "projection":
+            np.testing.assert_allclose(merged[name], single[name], rtol=1e-5, atol=1e-6 * np.abs(single[name]).max())
+        else:
+            np.testing.assert_array_equal(merged[name], single[name], err_msg=name, strict=True)
+    assert sorted(p.name for p in (run.path / "deconv" / "conv2").iterdir()) == [
+        f"map_{m:03d}.png" for m in (0, 3, 5, 7, 9)]
