@@ -103,7 +103,8 @@ def train(
 
 @command()
 def cache(
-    run: Path = typer.Option(..., help="Run directory"),
+    run: Path = typer.Option(..., "--run", "--run-dir", help="Run directory (--run-dir under torchrun, "
+                             "whose parser takes --run for its --run-path)"),
     layer: int = typer.Option(3, min=1, help="Conv layer"),
     maps: bool = typer.Option(False, "--maps", help="Also store the full maps (float16)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
@@ -129,7 +130,8 @@ def cache(
 
 @command()
 def deconv(
-    run: Path = typer.Option(..., help="Run directory"),
+    run: Path = typer.Option(..., "--run", "--run-dir", help="Run directory (--run-dir under torchrun, "
+                             "whose parser takes --run for its --run-path)"),
     layer: int = typer.Option(3, min=1, help="Conv layer"),
     top: int = typer.Option(9, min=1, help="Top activations per map"),
     maps: str = typer.Option("all", help="'all' or map numbers from 0, e.g. 0,5,113"),
