@@ -20,7 +20,7 @@ which maps are dead, not the work per seed).
     PYTHONPATH=. python benchmarks/bench_scale.py --make-run /tmp/demo_like
     PYTHONPATH=. python benchmarks/bench_scale.py --run /tmp/demo_like --part startup
     PYTHONPATH=. python benchmarks/bench_scale.py --run /tmp/demo_like --part deconv
-    PYTHONPATH=. python benchmarks/bench_scale.py --part memory --sizes 1000,5000,10000
+    PYTHONPATH=. python benchmarks/bench_scale.py --part memory --sizes 1000,2000,4000 --permutations 100 --bootstrap 20
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,10 +46,18 @@ def env() -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
 
 
-def wall(command: list[str]) -> float:
+def wall(command: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of a child process; CPU (user + system) is robust to other load."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env(), capture_output=True)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def median(pairs) -> str:
+    return " | ".join(f"{statistics.median(p[i] for p in pairs):.2f}" for i in (0, 1))
 
 
 def make_run(folder: Path) -> None:
@@ -77,9 +86,9 @@ def startup(run: Path, repeat: int) -> None:
     n = len(__import__("interpret").load_run(run).dataset)
     print(f"start-up of a command on {run} ({n} images), median of {repeat} fresh processes, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print("| | wall s |\n|---|---|")
-    print(f"| before: data regenerated from config.json | {statistics.median(before):.2f} |")
-    print(f"| after: RUN/dataset.h5 read | {statistics.median(after):.2f} |")
+    print("| | wall s | CPU s |\n|---|---|---|")
+    print(f"| before: data regenerated from config.json | {median(before)} |")
+    print(f"| after: RUN/dataset.h5 read | {median(after)} |")
 
 
 def deconv(run: Path, seeds_timed: int) -> None:
@@ -109,23 +118,27 @@ def deconv(run: Path, seeds_timed: int) -> None:
     pick = np.linspace(0, len(maps) - 1, seeds_timed).round().astype(int)
     model = loaded.model
     explainer = NeuronDeconvolution(model, model.relu3)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for i in pick:
             image = loaded.dataset.images(int(flat_rows[i]), int(flat_rows[i]) + 1).requires_grad_()
             explainer.attribute(image, neuron_selector=(int(maps[i]), *map(int, positions[i])))
-    captum_s = (time.perf_counter() - start) / len(pick) * len(maps)
+    scale = len(maps) / len(pick)
+    captum = ((time.perf_counter() - start) * scale, (time.process_time() - cpu) * scale)
     print(f"deconv on {run} ({len(loaded.dataset)} images, {len(maps)} seeds), load average "
           f"{os.getloadavg()[0]:.1f}")
-    print("| step | wall s |\n|---|---|")
-    print(f"| `interpret cache --layer 3` (shared by both, apart) | {cache_s:.2f} |")
-    print(f"| `interpret deconv --layer 3 --top 9`, whole command, data regenerated (before) | {job_regen_s:.2f} |")
-    print(f"| `interpret deconv --layer 3 --top 9`, whole command, dataset.h5 read (after) | {job_s:.2f} |")
+    print("| step | wall s | CPU s |\n|---|---|---|")
+    print(f"| `interpret cache --layer 3` (shared by both, apart) | {cache_s[0]:.2f} | {cache_s[1]:.2f} |")
+    print(f"| `interpret deconv --layer 3 --top 9`, whole command, data regenerated (before) | "
+          f"{job_regen_s[0]:.2f} | {job_regen_s[1]:.2f} |")
+    print(f"| `interpret deconv --layer 3 --top 9`, whole command, dataset.h5 read (after) | "
+          f"{job_s[0]:.2f} | {job_s[1]:.2f} |")
     print(f"| captum NeuronDeconvolution loop, {len(pick)} seeds timed, extrapolated to {len(maps)} | "
-          f"{captum_s:.1f} |")
-    print(f"| **speed-up** (captum loop / whole command): after {captum_s / job_s:.1f}x, "
-          f"before {captum_s / job_regen_s:.1f}x | |")
+          f"{captum[0]:.1f} | {captum[1]:.1f} |")
+    for label, job in (("after", job_s), ("before", job_regen_s)):
+        print(f"| **speed-up** (captum loop / whole command), {label} | **{captum[0] / job[0]:.1f}x** | "
+              f"**{captum[1] / job[1]:.1f}x** |")
 
 
 def rss_bytes() -> int:
@@ -182,7 +195,7 @@ def stills_run(folder: Path, n: int):
                device=torch.device("cpu"))
 
 
-def memory_child(n: int) -> dict:
+def memory_child(n: int, permutations: int, bootstrap: int) -> dict:
     from interpret.aumap import au_map
     from interpret.cache import build_cache
 
@@ -191,30 +204,32 @@ def memory_child(n: int) -> dict:
         run = stills_run(Path(tmp), n)
         out["process_mb"] = rss_bytes() / 2**20
         for name, job in (("cache", lambda: build_cache(run, layer=3)),
-                          ("aumap", lambda: au_map(run, aus="all", layer=3))):
+                          ("aumap", lambda: au_map(run, aus="all", layer=3, permutations=permutations,
+                                                   bootstrap=bootstrap))):
             base = rss_bytes()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             with PeakRSS() as peak:
                 job()
-            out[f"{name}_s"] = time.perf_counter() - start
+            out[f"{name}_s"], out[f"{name}_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
             out[f"{name}_added_mb"] = (peak.peak - base) / 2**20
             out[f"{name}_peak_mb"] = peak.peak / 2**20
     return out
 
 
-def memory(sizes: list[int]) -> None:
-    print(f"cache (conv3 maxima) and au-map (all planted AUs, 1000 permutations, 200 bootstraps) on synthetic "
-          f"48x48 stills, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
-    print("| N | process before MB | cache s | cache s per 1k | cache peak RSS added MB | au-map s | "
-          "au-map s per 1k | au-map peak RSS added MB |")
+def memory(sizes: list[int], permutations: int, bootstrap: int) -> None:
+    print(f"cache (conv3 maxima) and au-map (all planted AUs, {permutations} permutations, {bootstrap} bootstraps) "
+          f"on synthetic 48x48 stills, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+    print("| N | process before MB | cache wall s / CPU s | cache CPU s per 1k | cache peak RSS added MB | "
+          "au-map wall s / CPU s | au-map CPU s per 1k | au-map peak RSS added MB |")
     print("|---|---|---|---|---|---|---|---|")
     for n in sizes:
-        result = subprocess.run([sys.executable, __file__, "--memory-child", str(n)], check=True, env=env(),
+        result = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--permutations",
+                                 str(permutations), "--bootstrap", str(bootstrap)], check=True, env=env(),
                                 capture_output=True, text=True)
         r = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"| {n} | {r['process_mb']:.0f} | {r['cache_s']:.1f} | {r['cache_s'] / n * 1000:.2f} | "
-              f"{r['cache_added_mb']:.0f} | {r['aumap_s']:.1f} | {r['aumap_s'] / n * 1000:.2f} | "
-              f"{r['aumap_added_mb']:.0f} |", flush=True)
+        print(f"| {n} | {r['process_mb']:.0f} | {r['cache_s']:.1f} / {r['cache_cpu_s']:.1f} | "
+              f"{r['cache_cpu_s'] / n * 1000:.2f} | {r['cache_added_mb']:.0f} | {r['aumap_s']:.1f} / "
+              f"{r['aumap_cpu_s']:.1f} | {r['aumap_cpu_s'] / n * 1000:.2f} | {r['aumap_added_mb']:.0f} |", flush=True)
 
 
 def main() -> None:
@@ -225,10 +240,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--captum-seeds", type=int, default=64)
     parser.add_argument("--sizes", default="1000,5000,10000")
+    parser.add_argument("--permutations", type=int, default=1000)
+    parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child is not None:
-        print(json.dumps(memory_child(args.memory_child)))
+        print(json.dumps(memory_child(args.memory_child, args.permutations, args.bootstrap)))
     elif args.make_run is not None:
         make_run(args.make_run)
     elif args.part == "startup":
@@ -236,7 +253,7 @@ def main() -> None:
     elif args.part == "deconv":
         deconv(args.run, args.captum_seeds)
     elif args.part == "memory":
-        memory([int(s) for s in args.sizes.split(",")])
+        memory([int(s) for s in args.sizes.split(",")], args.permutations, args.bootstrap)
     else:
         parser.error("give --make-run RUN, or --part")
 
