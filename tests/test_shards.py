@@ -36,6 +36,7 @@ def contents(path) -> dict:
 
 
 def test_two_shards_merge_into_the_single_process_cache(run):
+    assert (run.path / "dataset.h5").is_file()  # a run without it gets it on first load
     single = contents(build_cache(run, layer=2, maps=True))
     cache_path(run, 2).unlink()
     assert len(run.dataset) > 128 and plan(len(run.dataset), 2)[0] == (0, 128)
