@@ -8,11 +8,13 @@ import os
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from interpret.cli import app
 from interpret.data.protocols import apply_protocol
 from interpret.datastore import dataset_path, read_dataset, write_dataset
 from interpret.errors import InterpretError
-from interpret.runs import run_data
+from interpret.runs import run_data, write_config
 from interpret.synth import synthetic_faceset, write_synthetic
 
 
@@ -72,7 +74,10 @@ def test_changed_source_is_named_and_refresh_accepts_it(tmp_path):
     assert "\n" not in message and str(dataset_path(run)) in message
     assert f"{image.relative_to(source)} changed" in message and "refresh-data" in message
 
-    refreshed, _ = run_data(run, config, refresh=True)
+    write_config(run, config)
+    result = CliRunner().invoke(app, ["refresh-data", "--run", str(run)])
+    assert result.exit_code == 0, result.output
+    refreshed, _ = run_data(run, config)
     changed = np.flatnonzero(np.any(refreshed.images != first.images, axis=(1, 2)))
     assert changed.size >= 1 and set(refreshed.paths[changed]) == {str(image)}
     os.rename(source, tmp_path / "moved")  # the source gone: the stored copy is the run's data
