@@ -20,7 +20,7 @@ which maps are dead, not the work per seed).
     PYTHONPATH=. python benchmarks/bench_scale.py --make-run /tmp/demo_like
     PYTHONPATH=. python benchmarks/bench_scale.py --run /tmp/demo_like --part startup
     PYTHONPATH=. python benchmarks/bench_scale.py --run /tmp/demo_like --part deconv
-    PYTHONPATH=. python benchmarks/bench_scale.py --part memory --sizes 1000,2000,4000 --permutations 100 --bootstrap 20
+    PYTHONPATH=. python benchmarks/bench_scale.py --part memory --sizes 1000,2000,4000,10000,35887 --permutations 100 --bootstrap 20
 """
 
 from __future__ import annotations
