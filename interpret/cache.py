@@ -84,28 +84,34 @@ def fingerprints(run, layer: str) -> dict:
     }
 
 
-def build_cache(run, layer=None, store_maps: bool = False, batch_size: int = 128) -> Path:
+def build_cache(run, layer=None, store_maps: bool = False, batch_size: int = 128,
+                rows: tuple[int, int] | None = None, path=None) -> Path:
     """Run every image of `run.dataset` through the model once; write ``RUN/activations/<layer>.h5``.
 
-    `layer`: a module name or declared number (None: the architecture's default)."""
+    `layer`: a module name or declared number (None: the architecture's default). `rows` (start,
+    stop): only those rows (a shard, `interpret.shards`), written to `path`, with the attribute
+    `shard_rows` = (start, stop, rows in the dataset)."""
     layer = choose_layer(run.model, layer)
-    path = cache_path(run, layer)
+    path = cache_path(run, layer) if path is None else Path(path)
     prints = fingerprints(run, layer)
     data, model = run.dataset, run.model
     device = next(model.parameters()).device
-    n, fs = len(data), data.faceset
+    first, last = (0, len(data)) if rows is None else rows
+    n, fs = last - first, data.faceset
     log.info("caching %s activations of %d images to %s", layer, n, path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["format"] = FORMAT
         for key, value in prints.items():
             h5.attrs[key] = value
         h5.attrs["classes"] = json.dumps(list(data.classes))
-        h5.create_dataset("emotion", data=np.asarray(data.targets, dtype=np.int64))
-        h5.create_dataset("aus", data=np.asarray(data.au_presence, dtype=np.uint8))
+        if rows is not None:
+            h5.attrs["shard_rows"] = (first, last, len(data))
+        h5.create_dataset("emotion", data=np.asarray(data.targets[first:last], dtype=np.int64))
+        h5.create_dataset("aus", data=np.asarray(data.au_presence[first:last], dtype=np.uint8))
         h5.create_dataset("au_codes", data=np.asarray(fs.au_codes, dtype=np.int64))
         for name, values in (("subject", fs.subject), ("sequence", fs.sequence), ("split", data.split)):
-            h5.create_dataset(name, data=np.asarray(values, dtype=str).astype(object), dtype=STRING)
-        h5.create_dataset("frame", data=np.asarray(fs.frame, dtype=np.int64))
+            h5.create_dataset(name, data=np.asarray(values[first:last], dtype=str).astype(object), dtype=STRING)
+        h5.create_dataset("frame", data=np.asarray(fs.frame[first:last], dtype=np.int64))
         out_max = out_arg = out_maps = None
         overflow = False
         flags = (torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if device.type == "cuda"
@@ -113,7 +119,7 @@ def build_cache(run, layer=None, store_maps: bool = False, batch_size: int = 128
         with torch.inference_mode(), flags:
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
-                act = layer_output(model, layer, data.images(start, stop).to(device, non_blocking=True))
+                act = layer_output(model, layer, data.images(first + start, first + stop).to(device, non_blocking=True))
                 if act.ndim != 4:
                     raise InterpretError(f"--layer {layer}: its output has shape {tuple(act.shape)}, not a "
                                          "(B, C, H, W) map; list the analysable layers with `interpret layers`")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -162,35 +163,65 @@ def train(
                      ferplus_mode=labels.removeprefix("ferplus-") if labels != "data" else None,
                      l2_convention=l2_convention, overwrite=overwrite,
                      data_options={**options, **_reader_options(read, landmarks)})
-    typer.echo(f"run written to {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 reports
+        typer.echo(f"run written to {path}")
 
 
 @command()
 def cache(
-    run: Path = typer.Option(..., help="Run directory"),
+    run: Path = typer.Option(..., "--run", "--run-dir", help="Run directory (--run-dir under torchrun, "
+                             "whose parser takes --run for its --run-path)"),
     layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
     store_maps: bool = typer.Option(False, "--store-maps", help="Also store the full maps (float16)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    shard: Optional[str] = typer.Option(None, help="i/N: build contiguous shard i of N, merged when all exist "
+                                        "(under torchrun: one shard per process, no option needed)"),
 ):
     """Cache each image's per-map maxima (and optionally full maps) of a layer to HDF5."""
+    from interpret import distributed
     from interpret.cache import run_cache
 
-    result = run_cache(_open_run(run, device), layer=layer, store_maps=store_maps)
-    typer.echo(f"cache of {result.layer} ({result.n_images} images x {result.n_maps} maps) written to {result.path}")
+    if shard is None and not distributed.launched():
+        result = run_cache(_open_run(run, device), layer=layer, store_maps=store_maps)
+        typer.echo(f"cache of {result.layer} ({result.n_images} images x {result.n_maps} maps) written to {result.path}")
+        return
+    from interpret.shards import on_local_device, parse_shard, sharded_cache
+
+    with distributed.session() as ranks:
+        path = sharded_cache(on_local_device(_open_run(run, device), ranks), layer, store_maps,
+                             None if shard is None else parse_shard(shard))
+    if ranks.is_main:
+        typer.echo(f"cache written to {path}")
 
 
 @command()
 def deconv(
-    run: Path = typer.Option(..., help="Run directory"),
+    run: Path = typer.Option(..., "--run", "--run-dir", help="Run directory (--run-dir under torchrun, "
+                             "whose parser takes --run for its --run-path)"),
     layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
     top: int = typer.Option(9, min=1, help="Top activations (distinct images) per map"),
     maps: str = typer.Option("all", help="'all' or map numbers from 0, e.g. 0,5,113"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    shard: Optional[str] = typer.Option(None, help="i/N: project map range i of N, merged when all exist "
+                                        "(under torchrun: one range per process, no option needed)"),
 ):
     """Zeiler–Fergus deconvolution of each map's top activations, beside receptive-field patches."""
+    from interpret import distributed
     from interpret.deconv import run_deconv
 
-    result = run_deconv(_open_run(run, device), layer=layer, top=top, maps=maps)
+    if shard is None and not distributed.launched():
+        result = run_deconv(_open_run(run, device), layer=layer, top=top, maps=maps)
+    else:
+        from interpret.shards import on_local_device, parse_shard, sharded_deconv
+
+        with distributed.session() as ranks:
+            result = sharded_deconv(on_local_device(_open_run(run, device), ranks), layer, top, maps,
+                                    None if shard is None else parse_shard(shard))
+        if not ranks.is_main:
+            return
+        if isinstance(result, Path):
+            typer.echo(f"deconvolution shard written to {result}")
+            return
     typer.echo(f"deconvolutions of {result.layer} ({result.projection_path} path) written to {result.path}")
 
 
@@ -430,3 +461,25 @@ def compare(
     path = compare_runs(runs, out)
     typer.echo((path / "compare.md").read_text())
     typer.echo(f"written to {path}")
+
+
+@command("refresh-data")
+def refresh_data(run: Path = typer.Option(..., help="Run directory")):
+    """Re-read a run's data source and rewrite RUN/dataset.h5 (after the source changed on purpose)."""
+    from interpret.runs import read_config, run_data
+
+    faceset, _ = run_data(run, read_config(run), refresh=True)
+    typer.echo(f"{len(faceset)} images stored in {run / 'dataset.h5'}")
+
+
+@command("merge-cache")
+def merge_cache(
+    run: Path = typer.Option(..., help="Run directory"),
+    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
+    shards: int = typer.Option(..., min=1, help="N of the i/N shards built with `interpret cache --shard`"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+):
+    """Merge the shards of a layer's activation cache into RUN/activations/<layer>.h5."""
+    from interpret.shards import merge_cache as merge
+
+    typer.echo(f"cache written to {merge(_open_run(run, device), layer, shards)}")

@@ -391,14 +391,22 @@ def run_deconv(run, *, layer=None, top: int = 9, maps="all", rule: str = "deconv
     """Write ``RUN/deconv/<layer>.h5`` (the arrays of `deconvolve_top`; attrs: the cache's
     fingerprints, top, rule, split, path, receptive field), a PNG per map
     ``RUN/deconv/<layer>/map_XXX.png`` and ``RUN/deconv/<layer>_overview.png``."""
+    name = choose_layer(run.model, layer)
+    field = layer_field(run, name)
+    result = deconvolve_top(run, layer=name, top=top, maps=maps, rule=rule, split=split, field=field)
+    return write_deconv(run, result, top=top, rule=rule, field=field)
+
+
+def write_deconv(run, result: dict, top: int, rule: str = "deconvnet", field=None) -> DeconvResult:
+    """Write a `deconvolve_top` result (one job's, or merged shards'): ``RUN/deconv/<layer>.h5``
+    and the PNG sheets."""
     import h5py
 
     from interpret.cache import fingerprints
 
-    name = choose_layer(run.model, layer)
-    field = layer_field(run, name)
-    result = deconvolve_top(run, layer=name, top=top, maps=maps, rule=rule, split=split, field=field)
-    result.pop("layer")
+    result = dict(result)
+    name = result.pop("layer")
+    field = layer_field(run, name) if field is None else field
     attrs = {"split": result.pop("split"), "path": result.pop("path")}
     folder = Path(run.path) / "deconv"
     path = deconv_path(run, name)

@@ -1,7 +1,8 @@
 """Run directories: checkpoints that load with `weights_only=True`, and `load_run`.
 
 A run is rebuilt from `config.json` alone: the data spec, protocol, split and architecture
-recorded there regenerate the exact dataset (in one fixed order) that training used.
+recorded there regenerate the exact dataset (in one fixed order) that training used; it is
+stored once in `RUN/dataset.h5` (`interpret.datastore`) and read from there afterwards.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from interpret.data.faceset import FaceSet, UNLABELLED
 from interpret.data.protocols import apply_protocol
 from interpret.data.splits import assign_split
 from interpret.data.transforms import InputSpec, PAPER_INPUT, evaluate
+from interpret.datastore import read_dataset, write_dataset
 from interpret.errors import InterpretError, located
 from interpret.io import atomic_path, write_json
 from interpret.models import build_model, input_spec
@@ -203,8 +205,21 @@ def fresh_model(config: dict) -> torch.nn.Module:
     return build_model(config["arch"], len(config["classes"]))
 
 
-def load_run(path, device: str = "cpu") -> Run:
-    """Rebuild a run's model (eval mode, on `device`) and dataset from its directory."""
+def run_data(path, config: dict, refresh: bool = False) -> tuple[FaceSet, np.ndarray]:
+    """A run's (FaceSet, split): read from `RUN/dataset.h5`, or (absent, or `refresh`) rebuilt
+    from the source the config names and stored there."""
+    stored = None if refresh else read_dataset(path, config)
+    if stored is not None:
+        return stored
+    faceset = run_faceset(config)
+    split = run_split(faceset, config)
+    write_dataset(path, faceset, split, config["classes"], config)
+    return faceset, split
+
+
+def load_run(path, device: str = "cpu", refresh_data: bool = False) -> Run:
+    """Rebuild a run's model (eval mode, on `device`) and read its dataset (`RUN/dataset.h5`,
+    written on first use for older runs; `refresh_data` re-reads the source and rewrites it)."""
     path = Path(path)
     config = read_config(path)
     blob = load_checkpoint(path / "model.pt")
@@ -216,6 +231,6 @@ def load_run(path, device: str = "cpu") -> Run:
                       f"({str(err).splitlines()[0]})") from None
     torch_device = resolve_device(device)
     model.to(torch_device).eval()
-    faceset = run_faceset(config)
-    dataset = RunDataset(faceset, run_split(faceset, config), config["classes"], run_input(config))
+    faceset, split = run_data(path, config, refresh=refresh_data)
+    dataset = RunDataset(faceset, split, config["classes"], run_input(config))
     return Run(path=path, config=config, model=model, dataset=dataset, device=torch_device)

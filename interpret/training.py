@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from interpret.progress import progress_bar, say
 
-from interpret import __version__
+from interpret import __version__, distributed
 from interpret.data.faceset import FaceSet
 from interpret.data.protocols import is_sequence_data
 from interpret.data.transforms import augment, evaluate
+from interpret.datastore import write_dataset
 from interpret.errors import InterpretError
 from interpret.io import atomic_path, write_json, write_text
 from interpret.metrics import classification_report, subject_bootstrap_interval
@@ -123,17 +124,19 @@ def autocast(device: torch.device):
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                 targets: torch.Tensor, generator: torch.Generator, batch_size: int,
                 lr_at: Callable[[int], float] | None = None, first_step: int = 0,
-                bar=None, transform=augment, loss_fn=None) -> tuple[float, float]:
+                bar=None, transform=augment, loss_fn=None, order: torch.Tensor | None = None) -> tuple[float, float]:
     """One pass over `images` ((N, S, S) uint8 on the training device) in a random order.
 
     Each batch is augmented on the device with `transform(batch, generator)`; `lr_at(step)` sets
     the learning rate before every step; `loss_fn(logits, targets, model)` (default cross-entropy)
-    is minimised. Returns the mean training loss and accuracy (one host read).
+    is minimised. `order`: the rows to visit (default: a permutation drawn from `generator`;
+    under torchrun, the rank's shard). Returns the mean training loss and accuracy (one host read).
     """
     device = images.device
-    n = len(images)
+    if order is None:
+        order = torch.randperm(len(images), generator=generator, device=device)
+    n = len(order)
     model.train()
-    order = torch.randperm(n, generator=generator, device=device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
@@ -316,6 +319,7 @@ def _read_checkpoint(path: Path, config: dict, device: torch.device) -> dict | N
 # ---------------------------------------------------------------- the run
 
 
+@distributed.entry
 def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str | None = None, epochs: int | None = None,
           folds: int = 10, fold: int = 0, split: str = "kfold", protocol: str = "auto", subjects: int = 40,
           seed: int = 0, device: str = "auto", data_seed: int | None = None, compile_model: bool = False,
@@ -342,12 +346,17 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     (`valence_csv`: a seed-000 valence CSV; `sequence`: wu2019's sequence options;
     `ferplus_mode`: train FER+ data in one of Microsoft's label modes; `l2_convention`: liu2019's
     penalty, 'keras' (default) or 'half').
+    Under torchrun each process trains a shard with DistributedDataParallel at the recipe's
+    global batch; rank 0 writes the files (`interpret.distributed` documents the seeding).
     """
     from interpret.systems.specs import infer, train_spec, train_transform
 
     out = Path(out)
-    claim_run_dir(out, overwrite)
-    torch_device = resolve_device(device)
+    ranks = distributed.current()
+    if ranks.is_main:
+        claim_run_dir(out, overwrite)
+    torch_device = distributed.local_device(resolve_device(device), ranks)
+    progress = progress and ranks.is_main
     system = train_spec(arch, l2_convention)
     chosen = system.recipe(recipe, epochs)
     config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
@@ -360,10 +369,12 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
         config["l2_convention"] = l2_convention
     if system.configure is not None:
         config["sequence"] = system.configure(sequence)
+    if ranks.active:
+        config["distributed"] = {"world_size": ranks.world_size}
     faceset, split_of, targets = prepare(config, system.classes)
     classes = config["classes"]
     warnings = data_warnings(faceset, split_of, targets, classes)
-    for warning in warnings:
+    for warning in warnings if ranks.is_main else ():
         say(f"warning: {warning}")
     train_rows = np.flatnonzero((split_of == "train") & (targets >= 0))
     val_rows = np.flatnonzero((split_of == "val") & (targets >= 0))
@@ -387,7 +398,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     spec = input_spec(arch)
     transform = train_transform(chosen, spec)
     forward_eval = None if chosen.augmentation == "paper" else (lambda net, batch: infer(net, batch, spec))
-    steps_per_epoch = math.ceil(len(train_rows) / chosen.batch_size)
+    rank_batch = distributed.per_rank_batch(chosen.batch_size, ranks)
+    steps_per_epoch = math.ceil(math.ceil(len(train_rows) / ranks.world_size) / rank_batch)
     total_steps = steps_per_epoch * chosen.epochs
 
     cuda_devices = [torch_device] if torch_device.type == "cuda" else []
@@ -400,8 +412,11 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
         model = build_model(arch, len(classes)).to(torch_device, memory_format=torch.channels_last)
         optimizer = make_optimizer(model, chosen, torch_device)
         generator = torch.Generator(device=torch_device)
-        generator.manual_seed(seed)
-        forward = torch.compile(model) if compile_model else model
+        generator.manual_seed(seed + ranks.rank)
+        if ranks.active:
+            torch.manual_seed(seed + ranks.rank)
+        wrapped = distributed.wrap(model, ranks, torch_device)
+        forward = torch.compile(wrapped) if compile_model else wrapped
 
         history: list[dict] = []
         best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf, "state_dict": _snapshot(model)}
@@ -411,6 +426,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
         if saved is not None:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
+            saved.update(saved.get("ranks", [saved])[ranks.rank])
             generator.set_state(saved["generator"].cpu())
             torch.set_rng_state(saved["cpu_rng"].cpu())
             if cuda_devices and saved["cuda_rng"] is not None:
@@ -429,10 +445,17 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
             with progress_bar(total=steps_per_epoch, desc=f"epoch {epoch}/{chosen.epochs}", leave=False,
                               enabled=progress) as bar:
                 train_loss, train_acc = train_epoch(
-                    forward, optimizer, x_train, y_train, generator, chosen.batch_size,
+                    forward, optimizer, x_train, y_train, generator, rank_batch,
                     lr_at=lambda step: learning_rate(chosen, step, total_steps),
-                    first_step=(epoch - 1) * steps_per_epoch, bar=bar, transform=transform, loss_fn=loss_fn)
-            val_loss, val_acc = score(predict(forward, x_val, forward=forward_eval), y_val)
+                    first_step=(epoch - 1) * steps_per_epoch, bar=bar, transform=transform, loss_fn=loss_fn,
+                    order=distributed.epoch_order(len(x_train), seed, epoch, ranks, torch_device)
+                    if ranks.active else None)
+            if ranks.active:
+                train_loss, train_acc = distributed.mean_over_ranks((train_loss, train_acc), ranks, torch_device)
+                val_loss, val_acc = distributed.score_sharded(lambda x: predict(model, x, forward=forward_eval),
+                                                              x_val, y_val, ranks)
+            else:
+                val_loss, val_acc = score(predict(forward, x_val, forward=forward_eval), y_val)
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                    "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
                    "seconds": time.perf_counter() - began}
@@ -446,7 +469,10 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
                 say(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
                            f"val loss {val_loss:.4f} acc {val_acc:.3f}  lr {row['lr']:.2e}  "
                            f"{row['seconds']:.1f} s" + ("  *" if best["epoch"] == epoch else ""))
-            if epoch < chosen.epochs and time.monotonic() - last_saved >= checkpoint_every:
+            rank_states = distributed.gather({
+                "generator": generator.get_state(), "cpu_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(torch_device) if cuda_devices else None}, ranks)
+            if ranks.is_main and epoch < chosen.epochs and time.monotonic() - last_saved >= checkpoint_every:
                 _write_checkpoint(checkpoint_path, {
                     "config": config, "epoch": epoch, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -454,12 +480,15 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
                                   "total_steps": total_steps},
                     "generator": generator.get_state(), "cpu_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state(torch_device) if cuda_devices else None,
-                    "best": best, "bad_epochs": bad_epochs, "history": history})
+                    "best": best, "bad_epochs": bad_epochs, "history": history,
+                    **({"ranks": rank_states} if ranks.active else {})})
                 last_saved = time.monotonic()
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
 
         model.load_state_dict(best["state_dict"])
+        if not ranks.is_main:
+            return out
         test_logits = predict(model, x_test, forward=forward_eval)
         test_loss, _ = score(test_logits, y_test)
         predictions = test_logits.argmax(1).cpu().numpy()
@@ -491,6 +520,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
         "arch": arch, "classes": classes, "epoch": best["epoch"], "val_accuracy": best["val_acc"],
         "package_version": __version__})
     write_config(out, config)
+    write_dataset(out, faceset, split_of, classes, config)
     write_history(out / "history.csv", history)
     write_json(out / "metrics.json", metrics)
     plot_curves(history, best["epoch"], out / "curves.png")

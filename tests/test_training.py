@@ -140,7 +140,7 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path, payload):
 
 def test_run_directory_contents_and_load_run(whole_run, tiny_data):
     run = whole_run
-    assert sorted(p.name for p in run.iterdir()) == ["config.json", "confusion.png", "curves.png",
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "confusion.png", "curves.png", "dataset.h5",
                                                      "history.csv", "metrics.json", "model.pt"]
     config = json.loads((run / "config.json").read_text())
     assert config["classes"] == list(EMOTIONS)

@@ -1,0 +1,93 @@
+"""RUN/dataset.h5: the run's data stored once, read back identical, a changed source named."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from interpret.cli import app
+from interpret.data.protocols import apply_protocol
+from interpret.datastore import dataset_path, read_dataset, write_dataset
+from interpret.errors import InterpretError
+from interpret.runs import run_data, write_config
+from interpret.synth import synthetic_faceset, write_synthetic
+
+
+def config_for(spec, **data) -> dict:
+    return {"data": {"spec": str(spec), **data}, "protocol": "paper", "size": 99,
+            "split": {"kind": "kfold", "folds": 3, "fold": 0, "seed": 0}, "classes": ["happy", "surprise"]}
+
+
+def assert_same(a, b) -> None:
+    for field in dataclasses.fields(a):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            assert x.dtype.kind == y.dtype.kind and x.shape == y.shape, field.name
+            np.testing.assert_array_equal(x, y, err_msg=field.name)
+        else:
+            assert x == y, field.name
+
+
+def test_round_trip_gives_identical_arrays(tmp_path):
+    faceset = apply_protocol(synthetic_faceset(subjects=3, seed=4), "paper")
+    faceset = dataclasses.replace(faceset, partition=np.where(faceset.frame > 2, "train", "test"),
+                                  skipped=[("a/b.png", "unreadable"), ("c.txt", "not an image")])
+    split = np.where(np.arange(len(faceset)) % 3 == 0, "test", "train")
+    write_dataset(tmp_path, faceset, split, ["happy", "surprise"], config_for("synthetic", subjects=3, seed=4))
+    back, back_split = read_dataset(tmp_path, config_for("synthetic", subjects=3, seed=4))
+    assert_same(faceset, back)
+    np.testing.assert_array_equal(split, back_split)
+    assert back.fingerprint() == faceset.fingerprint()
+    assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"
+
+
+def test_other_config_is_refused(tmp_path):
+    faceset = synthetic_faceset(subjects=1, seed=0)
+    write_dataset(tmp_path, faceset, np.full(len(faceset), "train"), ["happy", "surprise"],
+                  config_for("synthetic", subjects=1))
+    with pytest.raises(InterpretError, match=r"dataset\.h5: stored for another configuration \(protocol"):
+        read_dataset(tmp_path, dict(config_for("synthetic", subjects=1), protocol="khorrami"))
+
+
+def test_changed_source_is_named_and_refresh_accepts_it(tmp_path):
+    source = write_synthetic(tmp_path / "ck", subjects=3, seed=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    config = config_for(source.resolve())
+    first, split = run_data(run, config)
+    assert dataset_path(run).is_file()
+    again, again_split = run_data(run, config)
+    assert_same(first, again)
+    np.testing.assert_array_equal(split, again_split)
+
+    image = sorted((source / "cohn-kanade-images").rglob("*.png"))[-1]
+    pixels = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(image), 255 - pixels)
+    with pytest.raises(InterpretError) as caught:
+        run_data(run, config)
+    message = str(caught.value)
+    assert "\n" not in message and str(dataset_path(run)) in message
+    assert f"{image.relative_to(source)} changed" in message and "refresh-data" in message
+
+    write_config(run, config)
+    result = CliRunner().invoke(app, ["refresh-data", "--run", str(run)])
+    assert result.exit_code == 0, result.output
+    refreshed, _ = run_data(run, config)
+    changed = np.flatnonzero(np.any(refreshed.images != first.images, axis=(1, 2)))
+    assert changed.size >= 1 and set(refreshed.paths[changed]) == {str(image)}
+    os.rename(source, tmp_path / "moved")  # the source gone: the stored copy is the run's data
+    assert_same(run_data(run, config)[0], refreshed)
+
+
+def test_truncated_file_is_one_line_error(tmp_path):
+    faceset = synthetic_faceset(subjects=1, seed=0)
+    path = write_dataset(tmp_path, faceset, np.full(len(faceset), "train"), ["happy", "surprise"],
+                         config_for("synthetic"))
+    path.write_bytes(path.read_bytes()[:4000])
+    with pytest.raises(InterpretError, match=r"dataset\.h5: unreadable dataset file"):
+        read_dataset(tmp_path, config_for("synthetic"))
