@@ -31,6 +31,7 @@ from interpret.data.protocols import is_sequence_data
 from interpret.data.transforms import augment, evaluate
 from interpret.errors import InterpretError
 from interpret.io import atomic_path, write_json, write_text
+from interpret.layers import retain
 from interpret.metrics import classification_report
 from interpret.models import ARCHITECTURES, build_model, input_spec
 from interpret.plots import plot_confusion, plot_curves
@@ -121,11 +122,13 @@ def autocast(device: torch.device):
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                 targets: torch.Tensor, generator: torch.Generator, batch_size: int,
                 lr_at: Callable[[int], float] | None = None, first_step: int = 0,
-                bar=None) -> tuple[float, float]:
+                bar=None, auxiliary=None) -> tuple[float, float]:
     """One pass over `images` ((N, S, S) uint8 on the training device) in a random order.
 
     Each batch is augmented on the device with `generator`; `lr_at(step)` sets the learning
-    rate before every step. Returns the mean training loss and accuracy (one host read).
+    rate before every step. `auxiliary(outputs, index)`, if given, adds a loss computed from the
+    outputs of its `layers` (retained, not detached) for batch rows `index` of `images`.
+    Returns the mean training loss and accuracy (one host read).
     """
     device = images.device
     n = len(images)
@@ -143,9 +146,11 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images
         index = order[start:start + batch_size]
         x = augment(images[index], generator).contiguous(memory_format=torch.channels_last)
         y = targets[index]
-        with autocast(device):
+        with retain(model, auxiliary.layers if auxiliary else [], detach=False) as outputs, autocast(device):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
+        if auxiliary is not None:
+            loss = loss + auxiliary(outputs, index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -284,7 +289,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
           folds: int = 10, fold: int = 0, split: str = "kfold", protocol: str = "auto", subjects: int = 40,
           seed: int = 0, device: str = "auto", data_seed: int | None = None, compile_model: bool = False,
           progress: bool = True, checkpoint_every: float = 30.0,
-          on_epoch_end: Callable[[int, dict], None] | None = None) -> Path:
+          on_epoch_end: Callable[[int, dict], None] | None = None, auxiliary=None,
+          shuffle_labels: bool = False) -> Path:
     """Train `arch` on `data` and write the run directory `out`; returns its path.
 
     data: 'synthetic' (`subjects` identities generated with `data_seed`, default `seed`) or a
@@ -295,6 +301,10 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
     call with the same configuration resumes from it. `on_epoch_end(epoch, history_row)` is
     called after each epoch (and its checkpoint). `compile_model` wraps the model in
     `torch.compile` (off by default: compile time exceeds the gain on short runs).
+    `auxiliary(model, config, faceset, train_rows, device)` builds an extra training loss (see
+    `train_epoch`; e.g. `interpret.planting.planting`) and records itself in `config`.
+    `shuffle_labels` trains on emotion labels shuffled across sequences (a negative control,
+    `interpret.controls.shuffle_targets`); the test split is scored against the shuffled labels.
     """
     out = Path(out)
     torch_device = resolve_device(device)
@@ -302,6 +312,11 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
     config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
                          seed if data_seed is None else data_seed, torch_device.type)
     faceset, split_of, targets = prepare(config)
+    if shuffle_labels:
+        from interpret.controls import shuffle_targets
+
+        targets = shuffle_targets(faceset, targets, seed)
+        config["labels_shuffled"] = {"unit": "sequence", "seed": int(seed)}
     classes = config["classes"]
     train_rows = np.flatnonzero((split_of == "train") & (targets >= 0))
     val_rows = np.flatnonzero((split_of == "val") & (targets >= 0))
@@ -328,6 +343,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
         generator = torch.Generator(device=torch_device)
         generator.manual_seed(seed)
         forward = torch.compile(model) if compile_model else model
+        extra_loss = auxiliary(model, config, faceset, train_rows, torch_device) if auxiliary else None
 
         history: list[dict] = []
         best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf, "state_dict": _snapshot(model)}
@@ -358,7 +374,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str =
                 train_loss, train_acc = train_epoch(
                     forward, optimizer, x_train, y_train, generator, chosen.batch_size,
                     lr_at=lambda step: learning_rate(chosen, step, total_steps),
-                    first_step=(epoch - 1) * steps_per_epoch, bar=bar)
+                    first_step=(epoch - 1) * steps_per_epoch, bar=bar, auxiliary=extra_loss)
             val_loss, val_acc = score(predict(forward, x_val), y_val)
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                    "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
