@@ -222,6 +222,18 @@ def _heatmap(names: list[str], table: np.ndarray, layer: int, assets: _Assets) -
     return assets.figure(fig, "heatmap.png")
 
 
+def _verdicts(run: Path, assets: _Assets) -> dict | None:
+    """The per-AU verdicts, recovery and controls of ``RUN/validate/validate.json`` (None before validate)."""
+    result = _read_json(run / "validate" / "validate.json")
+    if not isinstance(result, dict) or not isinstance(result.get("verdicts"), list):
+        return None
+    labels = {}
+    for v in result["verdicts"]:
+        if v.get("verdict") == "found" and isinstance(v.get("map"), int):
+            labels.setdefault(v["map"], []).append(v["au"])
+    return {**result, "labels": labels, "figure": assets.copy(run / "validate" / "validate.png", "validate.png")}
+
+
 def _gallery(run: Path, layer: int, aumap: dict, assets: _Assets) -> dict:
     folder = run / "deconv" / f"conv{layer}"
     sheets = {}
@@ -321,6 +333,12 @@ def build_context(run: Path, config: dict, assets: _Assets) -> dict:
     layer = _analysed_layer(run)
     aumap = _aumap(run, layer, assets)
     gallery = _gallery(run, layer, aumap, assets)
+    verdicts = _verdicts(run, assets)
+    if verdicts is not None:  # a map carries an AU label only where a verdict gives it one
+        for item in gallery["items"]:
+            item["largest_distance_au"], item["au"] = item["au"], ", ".join(verdicts["labels"].get(item["map"], [])) or None
+        found = sorted({au for aus in verdicts["labels"].values() for au in aus}, key=lambda a: int(re.sub(r"\D", "", a) or 0))
+        gallery["au_options"] = [{"au": a, "count": sum(i["au"] == a for i in gallery["items"])} for a in found]
     overview = _overview(run, config, assets)
     sanity = _sanity(run, layer, assets)
     if sanity and overview["baseline_note"]:
@@ -338,6 +356,7 @@ def build_context(run: Path, config: dict, assets: _Assets) -> dict:
         "has_distances": bool(aumap["names"]),
         "aumap": {"results": aumap["results"], "heatmap": aumap["heatmap"], "n_aus": len(aumap["names"])},
         "sanity": sanity,
+        "verdicts": verdicts,
     }
 
 
