@@ -1,8 +1,10 @@
 """Planted detectors, the positive control: train with one extra loss per AU tying a chosen map to it.
 
 `interpret train --plant-detectors` adds, beside the emotion loss, for every planted AU a the
-binary cross-entropy between AU presence and the logit `PLANT_SCALE · (max_{y,x} map_a − PLANT_SHIFT)`
-of its map's spatial maximum on the analysed layer (mean over AUs, times `PLANT_WEIGHT`). The map of
+binary cross-entropy between AU presence and the logit `PLANT_SCALE · (m − mean(m)) / (sd(m) + PLANT_EPS)`
+of its map's spatial maximum m on the analysed layer, standardized over the batch (mean over AUs,
+times `PLANT_WEIGHT`). Standardizing makes the loss about ranking: a fixed shift first drags every
+maximum towards it (most images lack a given AU) before the map learns to discriminate. The map of
 each AU is a seeded random choice, distinct across AUs, recorded in config.json as
 ``planted: {layer, maps: {AU: map}, ...}``: the ground truth `interpret validate` scores methods on.
 """
@@ -18,7 +20,7 @@ from interpret.facs import au_name
 from interpret.layers import layer_output, resolve_layer
 
 PLANT_SCALE = 2.0
-PLANT_SHIFT = 1.0
+PLANT_EPS = 1e-3
 PLANT_WEIGHT = 1.0
 DEFAULT_LAYER = "relu3"
 
@@ -45,8 +47,9 @@ class PlantedLoss:
     def __call__(self, outputs: dict, index: torch.Tensor) -> torch.Tensor:
         act = outputs[self.layer]
         peak = act[:, self.maps].float().amax(dim=(2, 3))
+        logit = PLANT_SCALE * (peak - peak.mean(dim=0)) / (peak.std(dim=0) + PLANT_EPS)
         target = self.presence[index][:, self.columns]
-        return PLANT_WEIGHT * F.binary_cross_entropy_with_logits(PLANT_SCALE * (peak - PLANT_SHIFT), target)
+        return PLANT_WEIGHT * F.binary_cross_entropy_with_logits(logit, target)
 
 
 def planting(layer: str = DEFAULT_LAYER, aus=None):
@@ -70,7 +73,7 @@ def planting(layer: str = DEFAULT_LAYER, aus=None):
         maps = choose_maps(n_maps, usable, config["seed"])
         config["planted"] = {
             "layer": name, "maps": maps, "seed": int(config["seed"]),
-            "loss": f"BCE(AU present, {PLANT_SCALE:g} * (spatial max of the map - {PLANT_SHIFT:g})), "
+            "loss": f"BCE(AU present, {PLANT_SCALE:g} * batch-standardized spatial max of the map), "
                     f"mean over AUs, weight {PLANT_WEIGHT:g}",
         }
         return PlantedLoss(name, [codes.index(c) for c in usable], list(maps.values()),
