@@ -184,7 +184,7 @@ def standardize(X, mean=None, std=None):
     return (X - mean) / std, mean, std
 
 
-def fit_l1_logistic(X, Y, l1: float = PROBE_L1, iterations: int = 500, tol: float = 1e-7):
+def fit_l1_logistic(X, Y, l1: float = PROBE_L1, iterations: int = 300, tol: float = 1e-5):
     """Minimise mean logistic loss + l1·|w|_1 for every column of Y (N, K) at once (FISTA).
 
     X (N, C) (standardize it first); intercepts are not penalised. Returns (W (C, K), b (K,)).
@@ -193,7 +193,7 @@ def fit_l1_logistic(X, Y, l1: float = PROBE_L1, iterations: int = 500, tol: floa
     Y = np.asarray(Y, dtype=np.float64)
     N, C = X.shape
     Xb = np.hstack([X, np.ones((N, 1))])
-    step = 1.0 / (0.25 * np.linalg.norm(Xb, 2) ** 2 / N + 1e-12)
+    step = 1.0 / (0.25 * np.linalg.eigvalsh(Xb.T @ Xb)[-1] / N + 1e-12)  # 1 / Lipschitz constant
     theta = np.zeros((C + 1, Y.shape[1]))
     z, t = theta.copy(), 1.0
     for _ in range(iterations):
