@@ -252,8 +252,9 @@ def agreement(records) -> dict:
         for b in names[i + 1:]:
             key = f"{a}|{b}"
             same[key] = float(np.mean([r["methods"][a]["winner"] == r["methods"][b]["winner"] for r in records]))
-            values = [spearmanr(r["methods"][a]["scores"], r["methods"][b]["scores"]).statistic for r in records]
-            rho[key] = float(np.nanmean(values)) if values else float("nan")
+            values = [spearmanr(r["methods"][a]["scores"], r["methods"][b]["scores"]).statistic for r in records
+                      if np.ptp(r["methods"][a]["scores"]) > 0 and np.ptp(r["methods"][b]["scores"]) > 0]
+            rho[key] = float(np.nanmean(values)) if values else None
     return {"methods": names, "same_winner": same, "spearman": rho}
 
 
