@@ -57,7 +57,7 @@ def cache_arrays(run, layer) -> dict:
 
 
 def scan_layer(model, layer, dataset, quantile: float = methods.IOU_QUANTILE, transform=None,
-               iou: bool = True, batch_size: int = 64) -> dict:
+               iou: bool = True, batch_size: int = 32) -> dict:
     """Per-image maxima (N, C) of a layer's maps (after `transform`, e.g. a rotation) and, with
     `iou`, the NetDissect counts: pass 1 finds each map's top-quantile threshold, pass 2 counts."""
     transform = transform or (lambda act: act)
@@ -282,6 +282,10 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
     shuffled: a run trained with `--shuffle-labels` (its cache is the shuffled-label control);
     baseline: a plain run whose emotion accuracy is reported beside this one's.
     """
+    unknown = [name for name in controls if name not in ("untrained", "rotation")]
+    if unknown:
+        raise InterpretError(f"--controls: unknown control {unknown[0]!r} (untrained, rotation; a shuffled-label run "
+                             "goes in --shuffled)")
     start = time.perf_counter()
     timings = {}
     out = Path(run.path) / "validate"
@@ -317,11 +321,8 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
         began = time.perf_counter()
         if name == "untrained":
             model, transform = untrained_model(run), None
-        elif name == "rotation":
-            c = arrays["max"].shape[1]
-            model, transform = run.model, (lambda act, r=random_rotation(c, seed): rotate(act, r))
         else:
-            raise InterpretError(f"--controls: unknown control {name!r} (untrained, rotation; shuffled via --shuffled)")
+            model, transform = run.model, (lambda act, r=random_rotation(arrays["max"].shape[1], seed): rotate(act, r))
         scanned = scan_layer(model, layer, run.dataset, quantile, transform=transform)
         control_records[name] = map_layer(scanned["max"], arrays["aus"], arrays["au_codes"], counts=scanned["counts"],
                                           pixels=scanned["pixels"], **labels, **args)

@@ -61,3 +61,11 @@ def test_methods_recover_the_planted_maps_and_write_tables(planted_run):
     lines = [v["line"] for v in result["verdicts"]]
     assert len(lines) == len(result["verdicts"]) and all(line.startswith("AU") for line in lines)
     assert "rotation" in result["false_positives"]
+
+
+def test_unknown_control_is_a_one_line_error_before_any_work(planted_run):
+    from interpret.errors import InterpretError
+
+    _, run, _ = planted_run
+    with pytest.raises(InterpretError, match="unknown control 'bogus'"):
+        validate(run, controls=("bogus",))
