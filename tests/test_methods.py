@@ -147,7 +147,7 @@ def test_permutation_null_matches_per_permutation_loop(arrays):
         assert null["iou"][p] == pytest.approx(iou.max())
         if p < 3:
             W, _ = methods.fit_l1_logistic(X, lab[:, None].astype(float))
-            assert null["probe"][p] == pytest.approx(W.max(), abs=1e-5)
+            assert null["probe"][p] == pytest.approx(W.max(), abs=1e-3)  # both stop at tolerance 1e-5
     assert len(null["probe"]) == 3
 
 
