@@ -139,8 +139,14 @@ def train(
     labels: str = typer.Option("data", help="data (the data's own labels) or, for FER+ data, ferplus-majority, "
                                             "ferplus-probability, ferplus-crossentropy or ferplus-multi_target"),
     l2_convention: Optional[str] = typer.Option(None, help="liu2019: keras (default, 0.05 sum w^2) or half (0.025 sum w^2)"),
+    plant_detectors: bool = typer.Option(False, "--plant-detectors",
+                                         help="Also tie one seeded map of --plant-layer to each AU (positive control)"),
+    plant_layer: str = typer.Option("relu3", help="Layer of the planted detectors"),
+    shuffle_labels: bool = typer.Option(False, "--shuffle-labels",
+                                        help="Train on emotion labels shuffled across sequences (negative control)"),
 ):
     """Train a network; resumes from RUN/checkpoint.pt if an earlier run was interrupted."""
+    from interpret.planting import planting
     from interpret.training import train as train_run
 
     options = {}
@@ -162,7 +168,8 @@ def train(
                      valence_csv=valence_csv, sequence=sequence if arch == "wu2019" else None,
                      ferplus_mode=labels.removeprefix("ferplus-") if labels != "data" else None,
                      l2_convention=l2_convention, overwrite=overwrite,
-                     data_options={**options, **_reader_options(read, landmarks)})
+                     data_options={**options, **_reader_options(read, landmarks)},
+                     auxiliary=planting(plant_layer) if plant_detectors else None, shuffle_labels=shuffle_labels)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 reports
         typer.echo(f"run written to {path}")
 
@@ -483,3 +490,27 @@ def merge_cache(
     from interpret.shards import merge_cache as merge
 
     typer.echo(f"cache written to {merge(_open_run(run, device), layer, shards)}")
+
+
+@command()
+def validate(
+    run: Path = typer.Option(..., help="Run directory"),
+    layer: str = typer.Option("relu3", help="Layer name (or its number)"),
+    controls: str = typer.Option("untrained,rotation", help="Negative controls: untrained, rotation (comma list, or none)"),
+    shuffled: Optional[Path] = typer.Option(None, help="A run trained with --shuffle-labels (negative control)"),
+    baseline: Optional[Path] = typer.Option(None, help="A plain run whose accuracy is shown beside this one's"),
+    permutations: int = typer.Option(1000, min=1, help="Sequence-level permutations for each winner's p"),
+    probe_permutations: int = typer.Option(40, min=0, help="Permutations for the probe (one refit each)"),
+    quantile: float = typer.Option(0.005, min=1e-6, max=0.5, help="Top quantile of a map's activations for the IoU"),
+    seed: int = typer.Option(0, help="Seed for permutations, rotation and random ablations"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+):
+    """Do the mapping methods find detectors that exist? Methods side by side, controls, verdict per AU."""
+    from interpret.validate import format_validate, validate as run_validate
+
+    names = [] if controls.strip().lower() == "none" else [c.strip() for c in controls.split(",") if c.strip()]
+    result = run_validate(_open_run(run, device), layer=layer, controls=names,
+                          shuffled=_open_run(shuffled, device) if shuffled else None, baseline=baseline,
+                          permutations=permutations, probe_permutations=probe_permutations, quantile=quantile,
+                          seed=seed)
+    typer.echo(format_validate(result))

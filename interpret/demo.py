@@ -20,28 +20,37 @@ DEMO_PROTOCOL = "khorrami"
 DEMO_EPOCHS = 8
 DEMO_SEED = 0
 #: `--quick`: a first look in about a minute (the accuracy is not worth reading).
-QUICK = {"subjects": 24, "epochs": 2, "folds": 6, "permutations": 200}
+QUICK = {"subjects": 24, "epochs": 2, "folds": 6, "permutations": 200, "planted_subjects": 24}
 #: Measured wall time on a 2-core CPU (BENCHMARKS.md), printed before the demo starts.
 EXPECTED = {False: "about 5 minutes", True: "about 1 minute"}
+#: The planted run beside the plain one (the yardstick, issue 13): fewer identities to stay in budget.
+DEMO_PLANTED_SUBJECTS = 60
+#: Permutations of `interpret validate` in the demo (the probe's: a tenth of them).
+DEMO_VALIDATE_PERMUTATIONS = 500
 
 
 def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SUBJECTS,
              epochs: int = DEMO_EPOCHS, folds: int = 10, protocol: str = DEMO_PROTOCOL,
-             permutations: int = 1000, seed: int = DEMO_SEED, quick: bool = False) -> Path:
+             permutations: int = 1000, seed: int = DEMO_SEED, planted_subjects: int | None = None,
+             quick: bool = False) -> Path:
     """Synthesise, train, cache relu3, deconvolve all maps, map every planted AU, sanity-check,
-    and write the report; returns the report's index.html. `quick` overrides the sizes with
-    `QUICK`. A previous run in `out` is replaced."""
+    validate (verdict per AU), train a run with planted detectors beside it and validate that
+    too, and write both reports; returns the plain run's report index.html. `quick` overrides
+    the sizes with `QUICK`. Previous runs in `out` and `out`-planted are replaced."""
     from interpret.aumap import run_au_map
     from interpret.cache import run_cache
     from interpret.deconv import run_deconv
     from interpret.report import write_report
     from interpret.runs import load_run
     from interpret.sanity import run_sanity
+    from interpret.planting import planting
     from interpret.training import train
+    from interpret.validate import validate
 
     out = Path(out)
     if quick:
-        subjects, epochs, folds, permutations = (QUICK[k] for k in ("subjects", "epochs", "folds", "permutations"))
+        subjects, epochs, folds, permutations, planted_subjects = (
+            QUICK[k] for k in ("subjects", "epochs", "folds", "permutations", "planted_subjects"))
     print(f"[demo] {subjects} synthetic identities, {epochs} epochs: {EXPECTED[quick]} on a 2-core CPU "
           "(less with a GPU)", flush=True)
     timings: dict[str, float] = {}
@@ -61,8 +70,23 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
     timed("deconv", run_deconv, run, layer="relu3", top=9, maps="all")
     timed("au-map", run_au_map, run, aus="all", layer="relu3", n=9, k=9, permutations=permutations, seed=seed)
     timed("sanity", run_sanity, run, layer="relu3", seed=seed)
+    checks = dict(controls=(), permutations=min(permutations, DEMO_VALIDATE_PERMUTATIONS),
+                  probe_permutations=min(permutations, DEMO_VALIDATE_PERMUTATIONS) // 10, seed=seed)
+    plain = timed("validate", validate, run, layer="relu3", **checks)
+    planted_out = out.parent / f"{out.name}-planted"
+    timed("train planted", train, data="synthetic", out=planted_out, arch="zhu2019", recipe="fast", epochs=epochs,
+          folds=folds, fold=0, split="kfold", protocol=protocol, seed=seed, device=device, overwrite=True,
+          subjects=min(subjects, DEMO_PLANTED_SUBJECTS) if planted_subjects is None else planted_subjects,
+          auxiliary=planting("relu3"))
+    planted_run = timed("load planted", load_run, planted_out, device=device)
+    planted = timed("validate planted", validate, planted_run, layer="relu3", baseline=out, **checks)
+    timed("report planted", write_report, planted_out, None)
     index = timed("report", write_report, out, report_out)
     timings["total"] = round(sum(timings.values()), 2)
     write_json(out / "demo_timing.json", timings)
     print("[demo] seconds per step: " + ", ".join(f"{k} {v}" for k, v in timings.items()), flush=True)
+    print(f"[demo] plain run: {plain['summary']}", flush=True)
+    recovered = planted["planted"]["recovery"]
+    print(f"[demo] planted run ({planted_out}): {planted['summary']}; planted maps at top-1: " +
+          ", ".join(f"{m} {r['top1']:.0%}" for m, r in recovered.items()), flush=True)
     return Path(index)

@@ -283,6 +283,18 @@ def _heatmap(names: list[str], table: np.ndarray, layer: str, assets: _Assets) -
     return assets.figure(fig, "heatmap.png")
 
 
+def _verdicts(run: Path, assets: _Assets) -> dict | None:
+    """The per-AU verdicts, recovery and controls of ``RUN/validate/validate.json`` (None before validate)."""
+    result = _read_json(run / "validate" / "validate.json")
+    if not isinstance(result, dict) or not isinstance(result.get("verdicts"), list):
+        return None
+    labels = {}
+    for v in result["verdicts"]:
+        if v.get("verdict") == "found" and isinstance(v.get("map"), int):
+            labels.setdefault(v["map"], []).append(v["au"])
+    return {**result, "labels": labels, "figure": assets.copy(run / "validate" / "validate.png", "validate.png")}
+
+
 def _gallery(run: Path, layer: str | None, aumap: dict, assets: _Assets) -> dict:
     folder = run / "deconv" / str(layer)
     sheets = {}
@@ -423,6 +435,12 @@ def build_context(run: Path, config: dict, assets: _Assets) -> dict:
     deconv_file = run / "deconv" / f"{layer}.h5"
     sheets_fresh = not deconv_file.is_file() or provenance.fresh(_deconv_sha(run, layer), deconv_file, "deconv")
     gallery = _gallery(run, layer if sheets_fresh else None, aumap, assets)
+    verdicts = _verdicts(run, assets)
+    if verdicts is not None:  # a map carries an AU label only where a verdict gives it one
+        for item in gallery["items"]:
+            item["largest_distance_au"], item["au"] = item["au"], ", ".join(verdicts["labels"].get(item["map"], [])) or None
+        found = sorted({au for aus in verdicts["labels"].values() for au in aus}, key=lambda a: int(re.sub(r"\D", "", a) or 0))
+        gallery["au_options"] = [{"au": a, "count": sum(i["au"] == a for i in gallery["items"])} for a in found]
     overview = _overview(run, config, assets)
     sanity = _sanity(run, layer, assets)
     if sanity is not None and not provenance.fresh(sanity.get("model_sha256"), run / "sanity" / "sanity.json",
@@ -450,6 +468,7 @@ def build_context(run: Path, config: dict, assets: _Assets) -> dict:
         "aumap": {"results": aumap["results"], "heatmap": aumap["heatmap"], "n_aus": len(aumap["names"])},
         "sanity": sanity,
         "stale": provenance.stale,
+        "verdicts": verdicts,
     }
 
 

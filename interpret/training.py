@@ -31,6 +31,7 @@ from interpret.data.transforms import augment, evaluate
 from interpret.datastore import write_dataset
 from interpret.errors import InterpretError
 from interpret.io import atomic_path, write_json, write_text
+from interpret.layers import retain
 from interpret.metrics import classification_report, subject_bootstrap_interval
 from interpret.models import ARCHITECTURES, build_model, input_spec
 from interpret.plots import plot_confusion, plot_curves
@@ -124,13 +125,16 @@ def autocast(device: torch.device):
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                 targets: torch.Tensor, generator: torch.Generator, batch_size: int,
                 lr_at: Callable[[int], float] | None = None, first_step: int = 0,
-                bar=None, transform=augment, loss_fn=None, order: torch.Tensor | None = None) -> tuple[float, float]:
+                bar=None, transform=augment, loss_fn=None, order: torch.Tensor | None = None,
+                auxiliary=None) -> tuple[float, float]:
     """One pass over `images` ((N, S, S) uint8 on the training device) in a random order.
 
     Each batch is augmented on the device with `transform(batch, generator)`; `lr_at(step)` sets
     the learning rate before every step; `loss_fn(logits, targets, model)` (default cross-entropy)
-    is minimised. `order`: the rows to visit (default: a permutation drawn from `generator`;
-    under torchrun, the rank's shard). Returns the mean training loss and accuracy (one host read).
+    is minimised, plus `auxiliary(outputs, index)` if given: a loss computed from the outputs of
+    its `layers` (retained, not detached) for batch rows `index` of `images`. `order`: the rows to
+    visit (default: a permutation drawn from `generator`; under torchrun, the rank's shard).
+    Returns the mean training loss and accuracy (one host read).
     """
     device = images.device
     if order is None:
@@ -149,9 +153,11 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images
         index = order[start:start + batch_size]
         x = transform(images[index], generator).contiguous(memory_format=torch.channels_last)
         y = targets[index]
-        with autocast(device):
+        with retain(model, auxiliary.layers if auxiliary else [], detach=False) as outputs, autocast(device):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y) if loss_fn is None else loss_fn(logits, y, model)
+        if auxiliary is not None:
+            loss = loss + auxiliary(outputs, index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -326,7 +332,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
           progress: bool = True, checkpoint_every: float = 30.0,
           on_epoch_end: Callable[[int, dict], None] | None = None, overwrite: bool = False,
           data_options: dict | None = None, valence_csv=None, sequence: dict | None = None,
-          ferplus_mode: str | None = None, l2_convention: str | None = None) -> Path:
+          ferplus_mode: str | None = None, l2_convention: str | None = None, auxiliary=None,
+          shuffle_labels: bool = False) -> Path:
     """Train `arch` on `data` and write the run directory `out`; returns its path.
 
     `data_options`: reader keyword arguments recorded in the config's `data` (e.g.
@@ -348,6 +355,10 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     penalty, 'keras' (default) or 'half').
     Under torchrun each process trains a shard with DistributedDataParallel at the recipe's
     global batch; rank 0 writes the files (`interpret.distributed` documents the seeding).
+    `auxiliary(model, config, faceset, train_rows, device)` builds an extra training loss (see
+    `train_epoch`; e.g. `interpret.planting.planting`) and records itself in `config`.
+    `shuffle_labels` trains on emotion labels shuffled across sequences (a negative control,
+    `interpret.controls.shuffle_targets`); the test split is scored against the shuffled labels.
     """
     from interpret.systems.specs import infer, train_spec, train_transform
 
@@ -372,6 +383,11 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     if ranks.active:
         config["distributed"] = {"world_size": ranks.world_size}
     faceset, split_of, targets = prepare(config, system.classes)
+    if shuffle_labels:
+        from interpret.controls import shuffle_targets
+
+        targets = shuffle_targets(faceset, targets, seed)
+        config["labels_shuffled"] = {"unit": "sequence", "seed": int(seed)}
     classes = config["classes"]
     warnings = data_warnings(faceset, split_of, targets, classes)
     for warning in warnings if ranks.is_main else ():
@@ -417,6 +433,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
             torch.manual_seed(seed + ranks.rank)
         wrapped = distributed.wrap(model, ranks, torch_device)
         forward = torch.compile(wrapped) if compile_model else wrapped
+        extra_loss = auxiliary(model, config, faceset, train_rows, torch_device) if auxiliary else None
 
         history: list[dict] = []
         best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf, "state_dict": _snapshot(model)}
@@ -448,6 +465,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
                     forward, optimizer, x_train, y_train, generator, rank_batch,
                     lr_at=lambda step: learning_rate(chosen, step, total_steps),
                     first_step=(epoch - 1) * steps_per_epoch, bar=bar, transform=transform, loss_fn=loss_fn,
+                    auxiliary=extra_loss,
                     order=distributed.epoch_order(len(x_train), seed, epoch, ranks, torch_device)
                     if ranks.active else None)
             if ranks.active:

@@ -71,6 +71,11 @@ def test_pipeline_writes_every_artefact(pipeline_run):
         assert (index.parent / src).is_file(), src
     timing = json.loads((out / "demo_timing.json").read_text())
     assert set(timing) >= {"train", "cache", "deconv", "au-map", "sanity", "report", "total"}
+    planted = out.parent / f"{out.name}-planted"
+    for run in (out, planted):
+        assert (run / "validate" / "validate.json").is_file()
+    assert "planted" in json.loads((planted / "config.json").read_text())
+    assert "One verdict per AU" in index.read_text()
 
 
 def test_au_map_json_names_a_best_map_per_planted_au(pipeline_run):

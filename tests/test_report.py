@@ -110,3 +110,23 @@ def test_a_rerender_replaces_the_report_and_foreign_folders_are_refused(report_m
     with pytest.raises(InterpretError, match="not a report folder"):
         write_report(run, foreign)
     assert (foreign / "keep.txt").read_text() == "mine"
+
+
+def test_verdicts_lead_the_report_and_alone_label_gallery_maps(tmp_path):
+    from interpret.verdict import summary, verdict
+
+    run = make_run(tmp_path / "run")
+    method = {"winner": 4, "p_family": 0.001, "q": 0.002, "auroc": 0.9}
+    found = verdict({"au": "AU04", "methods": {"directional": method, "auroc": method, "distance": method},
+                     "localization": {"4": {"inside_share": 0.5, "area_share": 0.1, "iou": 0.2}}})
+    none = verdict({"au": "AU01", "methods": {"distance": {"winner": 1, "p_family": 0.001, "q": 0.002, "auroc": 0.2}}})
+    (run / "validate").mkdir()
+    (run / "validate" / "validate.json").write_text(json.dumps({
+        "summary": summary([none, found]), "verdicts": [none, found], "layer": "relu3", "alpha": 0.05,
+        "quantile": 0.005, "false_positives": {"run": {}}}))
+    index = write_report(run)
+    html = index.read_text()
+    assert html.index("1 of 2 AUs: detector found") < html.index('id="overview"')
+    assert "AU04: detector found: map 4" in html and "fires LESS" in html
+    assert parse(index).cards == {0: "", 1: "", 2: "", 3: "", 4: "AU04", 5: ""}  # AU01's paper map 1 is unlabelled
+    assert "largest distance: AU01" in html and "Vertical stripes" in html

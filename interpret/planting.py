@@ -1,0 +1,95 @@
+"""Planted detectors, the positive control: train with one extra loss per AU tying a chosen map to it.
+
+`interpret train --plant-detectors` adds, beside the emotion loss, for every planted AU a the
+binary cross-entropy between AU presence and the logit `PLANT_SCALE · (m − mean(m)) / (sd(m) + PLANT_EPS)`
+of its map's spatial maximum m on the analysed layer, standardized over the batch (mean over AUs,
+times `PLANT_WEIGHT`). Standardizing makes the loss about ranking: a fixed shift first drags every
+maximum towards it (most images lack a given AU) before the map learns to discriminate. The map of
+each AU is a seeded random choice, distinct across AUs, recorded in config.json as
+``planted: {layer, maps: {AU: map}, ...}``: the ground truth `interpret validate` scores methods on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from interpret.errors import InterpretError
+from interpret.facs import au_name
+from interpret.layers import layer_output, resolve_layer
+
+PLANT_SCALE = 2.0
+PLANT_EPS = 1e-3
+PLANT_WEIGHT = 1.0
+DEFAULT_LAYER = "relu3"
+
+
+def choose_maps(n_maps: int, au_codes, seed: int) -> dict[str, int]:
+    """{AU name: map}: distinct maps drawn with a generator seeded by (seed, 'plant')."""
+    if len(au_codes) > n_maps:
+        raise InterpretError(f"cannot plant {len(au_codes)} AUs in a layer of {n_maps} maps")
+    rng = np.random.default_rng([int(seed), 0x91A27])
+    chosen = rng.choice(n_maps, size=len(au_codes), replace=False)
+    return {au_name(code): int(m) for code, m in zip(au_codes, chosen)}
+
+
+class PlantedLoss:
+    """The planted-detector loss of a batch, from the retained output of `layer`."""
+
+    def __init__(self, layer: str, columns, maps, presence: torch.Tensor):
+        self.layers = [layer]
+        self.layer = layer
+        self.columns = torch.as_tensor(list(columns), device=presence.device)
+        self.maps = torch.as_tensor(list(maps), device=presence.device)
+        self.presence = presence.float()
+
+    def __call__(self, outputs: dict, index: torch.Tensor) -> torch.Tensor:
+        act = outputs[self.layer]
+        peak = act[:, self.maps].float().amax(dim=(2, 3))
+        logit = PLANT_SCALE * (peak - peak.mean(dim=0)) / (peak.std(dim=0) + PLANT_EPS)
+        target = self.presence[index][:, self.columns]
+        return PLANT_WEIGHT * F.binary_cross_entropy_with_logits(logit, target)
+
+
+def planting(layer: str = DEFAULT_LAYER, aus=None):
+    """An `auxiliary` for `interpret.training.train`: plants a detector for each AU (default: every
+    AU present in some but not all training images) in `layer`, and records the choice in config."""
+
+    def build(model, config, faceset, train_rows, device) -> PlantedLoss:
+        name = resolve_layer(model, layer)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            probe = torch.zeros(1, *_input_shape(config), device=device)
+            n_maps = layer_output(model, name, probe).shape[1]
+        model.train(was_training)
+        presence = np.asarray(faceset.au_present, dtype=bool)[train_rows]
+        codes = [int(c) for c in faceset.au_codes]
+        wanted = codes if aus is None else [int(a) for a in aus]
+        usable = [c for c in wanted if c in codes and 0 < presence[:, codes.index(c)].sum() < len(presence)]
+        if not usable:
+            raise InterpretError("--plant-detectors: no AU is present in some but not all training images")
+        maps = choose_maps(n_maps, usable, config["seed"])
+        config["planted"] = {
+            "layer": name, "maps": maps, "seed": int(config["seed"]),
+            "loss": f"BCE(AU present, {PLANT_SCALE:g} * batch-standardized spatial max of the map), "
+                    f"mean over AUs, weight {PLANT_WEIGHT:g}",
+        }
+        return PlantedLoss(name, [codes.index(c) for c in usable], list(maps.values()),
+                           torch.from_numpy(presence).to(device))
+
+    return build
+
+
+def _input_shape(config) -> tuple[int, int, int]:
+    from interpret.runs import run_input
+
+    spec = run_input(config)
+    return spec.channels, spec.size, spec.size
+
+
+def planted_maps(config: dict) -> dict[str, int] | None:
+    """{AU name: map} a run's config.json records, None for a run without planted detectors."""
+    planted = config.get("planted")
+    return {str(k): int(v) for k, v in planted["maps"].items()} if planted else None

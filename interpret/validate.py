@@ -1,0 +1,448 @@
+"""`interpret validate`: every mapping method on a run, its negative controls and (if planted) its truth.
+
+For the run's analysed layer (`cache_arrays`, the one adapter to the activation cache) every
+method of `interpret.methods` scores (AU x map); each winner gets a family-wise p from
+sequence-level permutations and a BH q across AUs (`map_layer`); candidate maps get their
+localization, co-occurrence check and ablation effect; `interpret.verdict` turns each AU's record
+into one line. Negative controls (untrained weights, rotated channel basis, and a run trained on
+shuffled labels if given) go through the same `map_layer`: the share of AUs whose winner is
+significant is each method's false-positive rate. A planted run (`interpret.planting`) adds each
+method's top-1 / top-5 recovery of the planted maps. Everything lands in ``RUN/validate/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from interpret import methods, stats
+from interpret.aumap import RankedMaps, cooccurrence
+from interpret.controls import random_rotation, rotate, untrained_model
+from interpret.errors import InterpretError
+from interpret.facs import au_name
+from interpret.io import atomic_path, write_json, write_text
+from interpret.layers import resolve_layer
+from interpret.planting import planted_maps
+from interpret.verdict import ALPHA, summary, verdict
+
+log = logging.getLogger(__name__)
+
+#: Random maps ablated per AU as the causal check's reference, and AU-present images used.
+CAUSAL_RANDOM_MAPS = 8
+CAUSAL_IMAGES = 12
+
+
+def cache_arrays(run, layer) -> dict:
+    """Per-image maxima and labels of `layer` (a name or declared number) from the run's activation cache."""
+    from interpret.cache import open_cache
+
+    cache = open_cache(run, resolve_layer(run.model, layer))
+    keys = ("max", "aus", "au_codes", "subject", "sequence", "frame", "split")
+    return {key: np.asarray(getattr(cache, key)) for key in keys}
+
+
+# ---------------------------------------------------------------- streaming a layer
+
+
+def scan_layer(model, layer, dataset, quantile: float = methods.IOU_QUANTILE, transform=None,
+               iou: bool = True, batch_size: int = 32) -> dict:
+    """Per-image maxima (N, C) of a layer's maps (after `transform`, e.g. a rotation) and, with
+    `iou`, the NetDissect counts: pass 1 finds each map's top-quantile threshold, pass 2 counts."""
+    transform = transform or (lambda act: act)
+    n = len(dataset)
+
+    def maps():
+        for act in methods.stream_layer(model, layer, dataset.images, n, batch_size):
+            yield transform(act.float().cpu())
+
+    maxima = []
+
+    def with_maxima():
+        for act in maps():
+            maxima.append(act.amax(dim=(2, 3)).numpy())
+            yield act
+
+    thresholds = methods.quantile_thresholds(with_maxima(), n, quantile)
+    out = {"max": np.concatenate(maxima).astype(np.float64), "thresholds": thresholds, "counts": None,
+           "quantile": quantile, "pixels": dataset.spec.size ** 2}
+    fs = dataset.faceset
+    if iou and fs.landmarks is not None:
+        acc = methods.IoUAccumulator(thresholds)
+        start = 0
+        for act in maps():
+            stop = start + len(act)
+            acc.update(act, methods.region_masks(fs.landmarks[start:stop], fs.au_codes, fs.images.shape[-1],
+                                                 dataset.spec))
+            start = stop
+        out["counts"] = acc.arrays()
+    return out
+
+
+# ---------------------------------------------------------------- all methods on one layer
+
+
+def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None, pixels: int = 0, n: int = 9,
+              permutations: int = 1000, probe_permutations: int = 40, seed: int = 0,
+              localize: dict[str, int] | None = None) -> list[dict]:
+    """One record per usable AU: each method's scores, winner, top 5, family-wise p and BH q
+    across AUs, and the localization and co-occurrence check of every method's winner. `counts`:
+    the NetDissect counts of `scan_layer` on network inputs of `pixels` pixels (no IoU without);
+    `localize` {AU: map} adds maps (e.g. planted ones) to those localized."""
+    maxima = np.asarray(maxima, dtype=np.float64)
+    presence = np.asarray(presence).astype(bool)
+    au_codes = [int(c) for c in au_codes]
+    usable = [a for a in range(len(au_codes)) if 0 < presence[:, a].sum() < len(presence)]
+    pres = presence[:, usable]
+    paper, directional = methods.distance_scores(maxima, pres, n)
+    auroc = methods.auroc_scores(maxima, pres)
+    probe = methods.probe_scores(maxima, pres, subject, seed=seed)
+    scores = {"distance": paper, "directional": directional, "auroc": auroc, "probe": probe["coef"]}
+    loc = None
+    if counts is not None:
+        inter, fired, area = counts
+        loc = methods.iou_scores((inter[:, usable], fired, area[:, usable]), pres)
+        scores["iou"] = loc["iou"]
+    ranked = RankedMaps(maxima)
+    _, seq_index = np.unique(np.asarray(sequence).astype(str), return_inverse=True)
+    n_seq = int(seq_index.max()) + 1
+    counts_co, _ = cooccurrence(presence)
+    records = []
+    for i, a in enumerate(usable):
+        code = au_codes[a]
+        perms = stats.permutations(n_seq, permutations, np.random.default_rng([seed, code, 0]))
+        null = methods.permutation_null(maxima, presence, sequence, frame, a, perms, n=n,
+                                        iou_counts=counts, probe_permutations=probe_permutations, ranked=ranked)
+        record = {"au": au_name(code), "au_code": code, "n_present": int(pres[:, i].sum()),
+                  "probe_cv_auroc": float(probe["cv_auroc"][i]), "methods": {}}
+        for name, table in scores.items():
+            row = np.nan_to_num(table[i], nan=-np.inf)
+            winner = int(np.argmax(row))
+            record["methods"][name] = {
+                "winner": winner, "score": float(table[i][winner]),
+                "p_family": methods.family_p(table[i][winner], null.get(name, [])),
+                "top5": [int(m) for m in np.argsort(-row, kind="stable")[:5]],
+                "auroc": float(auroc[i, winner]),
+                "scores": [float(v) for v in table[i]],
+            }
+        candidates = sorted({m["winner"] for m in record["methods"].values()})
+        record["localization"] = {}
+        if loc is not None:
+            total = float(pres[:, i].sum()) * pixels
+            for m in sorted(set(candidates) | ({(localize or {})[au_name(code)]} if au_name(code) in (localize or {}) else set())):
+                share = loc["inside_share"][i, m]
+                record["localization"][str(m)] = {
+                    "iou": float(loc["iou"][i, m]),
+                    "inside_share": None if not np.isfinite(share) else float(share),
+                    "area_share": float(loc["mask_pixels"][i] / total) if total else None}
+        record["confound"] = {str(m): _confound(maxima[:, m], presence, a, au_codes, counts_co) for m in candidates}
+        records.append(record)
+    for name in scores:
+        q = stats.benjamini_hochberg([r["methods"][name]["p_family"] for r in records])
+        for r, value in zip(records, q):
+            r["methods"][name]["q"] = float(value)
+    return records
+
+
+def _confound(column, presence, a, au_codes, counts_co, minimum: int = 5) -> dict | None:
+    """AUROC of a map for this AU without its most co-occurring AU B, and for B without this AU."""
+    A = presence[:, a]
+    union = np.diag(counts_co)[a] + np.diag(counts_co) - counts_co[a]
+    jaccard = np.where(union > 0, counts_co[a] / np.maximum(union, 1), 0.0)
+    jaccard[a] = -1
+    for b in np.argsort(-jaccard, kind="stable"):
+        if jaccard[b] <= 0:
+            return None
+        B = presence[:, b]
+        neither = ~A & ~B
+        if min((A & ~B).sum(), (B & ~A).sum(), neither.sum()) < minimum:
+            continue
+        this = stats.auroc(column[A & ~B | neither, None], (A & ~B)[A & ~B | neither])[0]
+        other = stats.auroc(column[B & ~A | neither, None], (B & ~A)[B & ~A | neither])[0]
+        return {"other_au": au_name(au_codes[b]), "auroc_this_without_other": float(this),
+                "auroc_other_without_this": float(other)}
+    return None
+
+
+# ---------------------------------------------------------------- causal check
+
+
+def causal_check(model, layer, dataset, records, presence_all, au_codes, maxima, seed: int = 0,
+                 images: int = CAUSAL_IMAGES, random_maps: int = CAUSAL_RANDOM_MAPS) -> None:
+    """Add `causal` to each record: per method winner, the emotion-logit drop when it is zeroed
+    (forward hook) on up to `images` AU-present images (seeded), against `random_maps` random maps
+    ablated on the same images; and the AU probe's logit drop, exact from the maxima (zeroing a
+    map zeroes its maximum; the probe is linear in the standardized maxima)."""
+    presence_all = np.asarray(presence_all).astype(bool)
+    _, mean, std = methods.standardize(maxima)
+    n_maps = maxima.shape[1]
+    for record in records:
+        a = [int(c) for c in au_codes].index(record["au_code"])
+        rng = np.random.default_rng([seed, record["au_code"], 2])
+        rows = np.flatnonzero(presence_all[:, a])
+        rows = np.sort(rng.choice(rows, size=min(images, len(rows)), replace=False))
+        candidates = sorted({m["winner"] for m in record["methods"].values()})
+        others = np.setdiff1d(np.arange(n_maps), candidates)
+        randoms = sorted(int(m) for m in rng.choice(others, size=min(random_maps, len(others)), replace=False))
+        x = torch.cat([dataset.images(int(r), int(r) + 1) for r in rows]).to(next(model.parameters()).device)
+        drops, _ = methods.ablation_drops(model, layer, x, candidates + randoms)
+        mean_drop = drops.mean(axis=1)
+        random_drops = [float(d) for d in mean_drop[len(candidates):]]
+        coef = np.asarray(record["methods"]["probe"]["scores"])
+        probe_drop = coef * maxima[rows].mean(axis=0) / std
+        record["causal"] = {
+            str(m): {"emotion_drop": float(mean_drop[j]), "random_drops": random_drops,
+                     "exceeds_random": bool(random_drops) and float(mean_drop[j]) > max(random_drops),
+                     "probe_drop": float(probe_drop[m]),
+                     "probe_drop_random": [float(probe_drop[r]) for r in randoms]}
+            for j, m in enumerate(candidates)}
+        record["causal_setup"] = {"images": len(rows), "random_maps": randoms,
+                                  "emotion_drop": "intact top logit minus its ablated value, mean over images"}
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def false_positive_rates(records, alpha: float = ALPHA) -> dict:
+    """Per method, the share of AUs whose winner has family-wise p < alpha (and q < alpha)."""
+    out = {}
+    for name in methods.METHODS:
+        rows = [r["methods"][name] for r in records if name in r["methods"]]
+        if rows:
+            out[name] = {"p": float(np.mean([m["p_family"] < alpha for m in rows])),
+                         "q": float(np.mean([m["q"] < alpha for m in rows])), "aus": len(rows)}
+    return out
+
+
+def recovery(records, planted: dict[str, int]) -> dict:
+    """Per method, the share of planted AUs whose planted map is its top-1 / in its top-5, and the ranks."""
+    out = {}
+    by_au = {r["au"]: r for r in records}
+    aus = [au for au in planted if au in by_au]
+    for name in methods.METHODS:
+        ranks = {}
+        for au in aus:
+            info = by_au[au]["methods"].get(name)
+            if info is None:
+                continue
+            scores = np.nan_to_num(np.asarray(info["scores"]), nan=-np.inf)
+            ranks[au] = int((scores > scores[planted[au]]).sum()) + 1
+        if ranks:
+            out[name] = {"top1": float(np.mean([r == 1 for r in ranks.values()])),
+                         "top5": float(np.mean([r <= 5 for r in ranks.values()])), "ranks": ranks}
+    return out
+
+
+def agreement(records) -> dict:
+    """Pairwise: share of AUs where two methods name the same winner; mean Spearman of their scores."""
+    names = [m for m in methods.METHODS if all(m in r["methods"] for r in records)]
+    same, rho = {}, {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            key = f"{a}|{b}"
+            same[key] = float(np.mean([r["methods"][a]["winner"] == r["methods"][b]["winner"] for r in records]))
+            values = [spearmanr(r["methods"][a]["scores"], r["methods"][b]["scores"]).statistic for r in records
+                      if np.ptp(r["methods"][a]["scores"]) > 0 and np.ptp(r["methods"][b]["scores"]) > 0]
+            rho[key] = float(np.nanmean(values)) if values else None
+    return {"methods": names, "same_winner": same, "spearman": rho}
+
+
+def planted_check(maxima, presence, au_codes, split, planted: dict[str, int]) -> dict:
+    """AUROC of each planted map's maxima for its AU on held-out (validation + test) subjects."""
+    held = np.isin(np.asarray(split).astype(str), ("val", "test"))
+    codes = [au_name(c) for c in au_codes]
+    out = {}
+    for au, m in planted.items():
+        if au not in codes:
+            continue
+        labels = np.asarray(presence)[held, codes.index(au)].astype(bool)
+        out[au] = {"map": int(m), "auroc_held_out": float(stats.auroc(np.asarray(maxima)[held][:, [m]], labels)[0])}
+    return out
+
+
+# ---------------------------------------------------------------- the command
+
+
+def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=None, baseline=None,
+             n: int = 9, permutations: int = 1000, probe_permutations: int = 40,
+             quantile: float = methods.IOU_QUANTILE, seed: int = 0) -> dict:
+    """`interpret validate`: methods, verdicts, controls, recovery (planted runs), agreement -> RUN/validate/.
+
+    shuffled: a run trained with `--shuffle-labels` (its cache is the shuffled-label control);
+    baseline: a plain run whose emotion accuracy is reported beside this one's.
+    """
+    unknown = [name for name in controls if name not in ("untrained", "rotation")]
+    if unknown:
+        raise InterpretError(f"--controls: unknown control {unknown[0]!r} (untrained, rotation; a shuffled-label run "
+                             "goes in --shuffled)")
+    start = time.perf_counter()
+    timings = {}
+    out = Path(run.path) / "validate"
+    arrays = cache_arrays(run, layer)
+    fs = run.dataset.faceset
+    if len(arrays["max"]) != len(fs.images):
+        raise InterpretError(f"{run.path}: the activation cache has {len(arrays['max'])} images, the run's data "
+                             f"{len(fs.images)}; rebuild the cache")
+    labels = {k: arrays[k] for k in ("sequence", "frame", "subject")}
+    args = dict(n=n, permutations=permutations, probe_permutations=probe_permutations, seed=seed)
+    scan = scan_layer(run.model, layer, run.dataset, quantile)
+    timings["scan"] = time.perf_counter() - start
+    planted = planted_maps(run.config)
+    records = map_layer(arrays["max"], arrays["aus"], arrays["au_codes"], counts=scan["counts"],
+                        pixels=scan["pixels"], localize=planted, **labels, **args)
+    timings["methods"] = time.perf_counter() - start - timings["scan"]
+    causal_check(run.model, layer, run.dataset, records, arrays["aus"], arrays["au_codes"], arrays["max"], seed)
+    verdicts = [verdict(r) for r in records]
+    result = {"run": str(run.path), "layer": resolve_layer(run.model, layer), "quantile": quantile,
+              "alpha": ALPHA, "permutations": permutations, "probe_permutations": probe_permutations,
+              "probe_l1": methods.PROBE_L1, "summary": summary(verdicts), "verdicts": verdicts,
+              "agreement": agreement(records), "false_positives": {"run": false_positive_rates(records)}}
+    if planted:
+        result["planted"] = {"maps": planted, "recovery": recovery(records, planted),
+                             "verdict_recovery": float(np.mean([v["verdict"] == "found" and
+                                                                v["map"] == planted.get(v["au"])
+                                                                for v in verdicts if v["au"] in planted])),
+                             "detectors": planted_check(arrays["max"], arrays["aus"], arrays["au_codes"],
+                                                        arrays["split"], planted),
+                             "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
+    control_records = {}
+    for name in controls:
+        began = time.perf_counter()
+        if name == "untrained":
+            model, transform = untrained_model(run), None
+        else:
+            model, transform = run.model, (lambda act, r=random_rotation(arrays["max"].shape[1], seed): rotate(act, r))
+        scanned = scan_layer(model, layer, run.dataset, quantile, transform=transform)
+        control_records[name] = map_layer(scanned["max"], arrays["aus"], arrays["au_codes"], counts=scanned["counts"],
+                                          pixels=scanned["pixels"], **labels, **args)
+        timings[name] = time.perf_counter() - began
+    if shuffled is not None:
+        began = time.perf_counter()
+        other = cache_arrays(shuffled, layer)
+        scanned = scan_layer(shuffled.model, layer, shuffled.dataset, quantile)
+        control_records["shuffled"] = map_layer(other["max"], other["aus"], other["au_codes"], counts=scanned["counts"],
+                                                pixels=scanned["pixels"], **{k: other[k] for k in labels}, **args)
+        result["shuffled_run"] = str(shuffled.path)
+        timings["shuffled"] = time.perf_counter() - began
+    for name, recs in control_records.items():
+        result["false_positives"][name] = false_positive_rates(recs)
+        result.setdefault("control_verdicts", {})[name] = summary([verdict(r) for r in recs])
+    result["accuracy"] = {"run": _accuracy(run.path)}
+    if baseline is not None:
+        result["accuracy"]["baseline"] = _accuracy(baseline)
+        result["baseline_run"] = str(baseline)
+    timings["total"] = time.perf_counter() - start
+    result["seconds"] = {k: round(v, 2) for k, v in timings.items()}
+    write_outputs(out, result, records, control_records)
+    return result
+
+
+def _planted_localization(records, au: str, m: int) -> dict | None:
+    for r in records:
+        if r["au"] == au:
+            from interpret.verdict import localization_of
+
+            return localization_of(r, m) if str(m) in r["localization"] else None
+    return None
+
+
+def _accuracy(path) -> float | None:
+    import json
+
+    metrics = Path(path) / "metrics.json"
+    if not metrics.is_file():
+        return None
+    return json.loads(metrics.read_text()).get("test_accuracy")
+
+
+def write_outputs(out: Path, result: dict, records, control_records) -> None:
+    """RUN/validate/: validate.json, methods.json (per-AU records), CSV tables and figures."""
+    write_json(out / "methods.json", {"run": records, **control_records})
+    write_json(out / "validate.json", result)
+    write_text(out / "verdicts.csv", _csv(["au", "verdict", "map", "methods", "paper_map", "line"],
+                                          [[v["au"], v["verdict"], v["map"], " ".join(v["methods"]), v["paper_map"],
+                                            v["line"]] for v in result["verdicts"]]))
+    rows = []
+    for name in methods.METHODS:
+        row = [name]
+        for key in result["false_positives"]:
+            row.append(result["false_positives"][key].get(name, {}).get("p"))
+        rows.append(row)
+    write_text(out / "false_positives.csv", _csv(["method"] + list(result["false_positives"]), rows))
+    agree = result["agreement"]
+    write_text(out / "agreement.csv", _csv(["pair", "same_winner", "spearman"],
+                                           [[k, agree["same_winner"][k], agree["spearman"][k]]
+                                            for k in agree["same_winner"]]))
+    if "planted" in result:
+        rec = result["planted"]["recovery"]
+        write_text(out / "recovery.csv", _csv(["method", "top1", "top5"],
+                                              [[m, rec[m]["top1"], rec[m]["top5"]] for m in rec]))
+    plot_validate(out / "validate.png", result)
+
+
+def _csv(header, rows) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in row])
+    return buffer.getvalue()
+
+
+def plot_validate(path, result: dict) -> None:
+    """Bars: false-positive rate per method and network; planted recovery (top-1, top-5) if any."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if "planted" in result else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.4), squeeze=False)
+    fp = result["false_positives"]
+    names = list(methods.METHODS)
+    width = 0.8 / max(1, len(fp))
+    ax = axes[0, 0]
+    for j, (key, rates) in enumerate(fp.items()):
+        ax.bar(np.arange(len(names)) + j * width, [rates.get(m, {}).get("p", np.nan) for m in names], width,
+               label=key)
+    ax.axhline(result["alpha"], color="k", ls="--", lw=1)
+    ax.set_xticks(np.arange(len(names)) + width * (len(fp) - 1) / 2, names, fontsize=8)
+    ax.set_ylabel(f"share of AUs with winner p < {result['alpha']}")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("significant winners: run vs negative controls", fontsize=9)
+    if panels == 2:
+        rec = result["planted"]["recovery"]
+        ax = axes[0, 1]
+        ms = list(rec)
+        ax.bar(np.arange(len(ms)) - 0.2, [rec[m]["top1"] for m in ms], 0.4, label="top-1")
+        ax.bar(np.arange(len(ms)) + 0.2, [rec[m]["top5"] for m in ms], 0.4, label="top-5")
+        ax.axhline(0.9, color="k", ls="--", lw=1)
+        ax.set_xticks(np.arange(len(ms)), ms, fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("share of planted AUs recovered")
+        ax.legend(fontsize=7, frameon=False)
+        ax.set_title("planted detectors recovered", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def format_validate(result: dict) -> str:
+    """Plain text for the CLI: verdict lines, then recovery, false positives and agreement."""
+    lines = [result["summary"]] + [v["line"] for v in result["verdicts"]]
+    if "planted" in result:
+        lines.append("planted recovery (top-1 / top-5): " + ", ".join(
+            f"{m} {r['top1']:.2f}/{r['top5']:.2f}" for m, r in result["planted"]["recovery"].items()))
+    for key, rates in result["false_positives"].items():
+        lines.append(f"significant winners ({key}): " + ", ".join(f"{m} {r['p']:.2f}" for m, r in rates.items()))
+    acc = result["accuracy"]
+    lines.append("test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if v is not None))
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""One verdict per AU from the mapping methods' results: detector found, confounded, or none.
+
+`verdict(record)` is a pure function of one AU's record (as `interpret.validate.map_layer`
+writes it):
+
+- methods: {name: {winner, p_family, q, auroc}}: each method's winning map, its family-wise
+  permutation p, the BH q across AUs, and the winner's AUROC for the AU (> 0.5: fires more);
+- localization: {map: {inside_share, area_share, iou}}: share of the map's top-quantile pixels
+  on AU-present images inside the AU's region, against the region's share of the pixels;
+- confound: {map: {other_au, auroc_this_without_other, auroc_other_without_this}};
+- causal: {map: {emotion_drop, random_drops, exceeds_random}}.
+
+A map is a *candidate* when a method names it with q < alpha and it fires more with the AU
+(the paper's distance votes only then; it is blind to the direction). The verdict is
+"found" when at least `MIN_METHODS` methods name the same candidate, it fires more with the AU,
+it does not track a co-occurring AU better than this one, and (with landmarks) its top pixels
+fall in the AU's region at least `LOCALIZED_RATIO` times more often than area alone predicts.
+"confounded": the candidate separates the co-occurring AU (without this one) at least as well
+as this AU (without the other). Otherwise "none", with the reason.
+"""
+
+from __future__ import annotations
+
+#: Methods whose winner can vote, in display order.
+VOTERS = ("directional", "auroc", "iou", "probe", "distance")
+ALPHA = 0.05
+MIN_METHODS = 2
+LOCALIZED_RATIO = 1.5
+
+
+def _fires_more(info: dict) -> bool:
+    auroc = info.get("auroc")
+    return auroc is not None and auroc == auroc and auroc > 0.5
+
+
+def votes(record: dict, alpha: float = ALPHA) -> dict[int, list[str]]:
+    """{map: [methods]} of the significant winners that fire more with the AU."""
+    out: dict[int, list[str]] = {}
+    for name in VOTERS:
+        info = (record.get("methods") or {}).get(name)
+        if not info or info.get("winner") is None:
+            continue
+        q = info.get("q", info.get("p_family"))
+        if q is None or not q < alpha or not _fires_more(info):
+            continue
+        out.setdefault(int(info["winner"]), []).append(name)
+    return out
+
+
+def localization_of(record: dict, map_index: int) -> dict | None:
+    """{inside_share, area_share, ratio, iou} of a map for the AU, None without landmarks."""
+    loc = (record.get("localization") or {}).get(str(map_index))
+    if not loc or loc.get("inside_share") is None or not loc.get("area_share"):
+        return None
+    return {**loc, "ratio": loc["inside_share"] / loc["area_share"]}
+
+
+def verdict(record: dict, alpha: float = ALPHA, min_methods: int = MIN_METHODS,
+            localized_ratio: float = LOCALIZED_RATIO) -> dict:
+    """The AU's verdict: {au, verdict, map, methods, localization, localized, causal, confound, reason, line}."""
+    au = record["au"]
+    ballot = votes(record, alpha)
+    paper = (record.get("methods") or {}).get("distance") or {}
+    out = {"au": au, "verdict": "none", "map": None, "methods": [], "localization": None, "localized": None,
+           "causal": None, "confound": None, "paper_map": paper.get("winner"), "reason": ""}
+    if not ballot:
+        less = paper.get("winner") is not None and (paper.get("q") or 1) < alpha and not _fires_more(paper)
+        out["reason"] = ("the paper's best map is significant but fires LESS with the AU; no method names a map "
+                         "that fires more" if less else "no method names a significant map that fires more with the AU")
+        return _with_line(out)
+    order = {name: i for i, name in enumerate(VOTERS)}
+    best = max(ballot, key=lambda m: (len(ballot[m]), -min(order[n] for n in ballot[m])))
+    methods = ballot[best]
+    out.update(map=best, methods=methods)
+    loc = localization_of(record, best)
+    out["localization"] = loc
+    out["localized"] = None if loc is None else loc["ratio"] >= localized_ratio
+    out["causal"] = (record.get("causal") or {}).get(str(best))
+    confound = (record.get("confound") or {}).get(str(best))
+    out["confound"] = confound
+    if len(methods) < min_methods:
+        out["reason"] = f"only {methods[0]} names map {best}; the other methods disagree"
+    elif confound and confound.get("auroc_other_without_this") is not None and \
+            confound["auroc_other_without_this"] >= (confound.get("auroc_this_without_other") or 0.0):
+        out["verdict"] = "confounded"
+        out["reason"] = (f"map {best} tracks {confound['other_au']}: AUROC {confound['auroc_other_without_this']:.2f} "
+                         f"for {confound['other_au']} without {au} vs "
+                         f"{confound['auroc_this_without_other'] or 0:.2f} for {au} without {confound['other_au']}")
+    elif out["localized"] is False:
+        out["reason"] = (f"map {best} fires more with the AU but outside its region "
+                         f"({loc['ratio']:.2f}x the area share, needs {localized_ratio:g}x)")
+    else:
+        out["verdict"] = "found"
+        out["reason"] = "named by " + ", ".join(methods)
+    return _with_line(out)
+
+
+def _with_line(out: dict) -> dict:
+    """Attach the one-line text the report and CLI print."""
+    au, kind = out["au"], out["verdict"]
+    paper = f"; the paper's best map: {out['paper_map']}" if out.get("paper_map") is not None else ""
+    if kind == "found":
+        loc = out["localization"]
+        where = (f", in the AU's region ({loc['ratio']:.1f}x its area share)" if loc
+                 else ", localization unknown (no landmarks)")
+        causal = out.get("causal")
+        effect = ""
+        if causal and causal.get("random_drops"):
+            mean_random = sum(causal["random_drops"]) / len(causal["random_drops"])
+            effect = (f"; ablating it drops the emotion logit by {causal['emotion_drop']:.3g} "
+                      f"(random maps {mean_random:.3g}{', exceeds all' if causal.get('exceeds_random') else ''})")
+        out["line"] = f"{au}: detector found: map {out['map']} (by {', '.join(out['methods'])}){where}{effect}{paper}"
+    elif kind == "confounded":
+        out["line"] = f"{au}: confounded: {out['reason']}{paper}"
+    else:
+        out["line"] = f"{au}: none: {out['reason']}{paper}"
+    return out
+
+
+def summary(verdicts: list[dict]) -> str:
+    """'k of n AUs: detector found in region; c confounded; r none'."""
+    n = len(verdicts)
+    found = sum(v["verdict"] == "found" for v in verdicts)
+    confounded = sum(v["verdict"] == "confounded" for v in verdicts)
+    return f"{found} of {n} AUs: detector found; {confounded} confounded; {n - found - confounded} none"
