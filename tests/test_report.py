@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -112,10 +113,10 @@ def test_a_rerender_replaces_the_report_and_foreign_folders_are_refused(report_m
     assert (foreign / "keep.txt").read_text() == "mine"
 
 
-def test_verdicts_lead_the_report_and_alone_label_gallery_maps(tmp_path):
+def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, tmp_path):
     from interpret.verdict import summary, verdict
 
-    run = make_run(tmp_path / "run")
+    run = make_report_run(tmp_path / "run")
     method = {"winner": 4, "p_family": 0.001, "q": 0.002, "auroc": 0.9}
     found = verdict({"au": "AU04", "methods": {"directional": method, "auroc": method, "distance": method},
                      "localization": {"4": {"inside_share": 0.5, "area_share": 0.1, "iou": 0.2}}})
