@@ -34,12 +34,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from memory import PeakRSS, rss_bytes  # benchmarks/memory.py
 
 
 def env() -> dict:
@@ -139,30 +140,6 @@ def deconv(run: Path, seeds_timed: int) -> None:
     for label, job in (("after", job_s), ("before", job_regen_s)):
         print(f"| **speed-up** (captum loop / whole command), {label} | **{captum[0] / job[0]:.1f}x** | "
               f"**{captum[1] / job[1]:.1f}x** |")
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Samples the resident set size every 5 ms in a thread; `.peak` after the block."""
-
-    def __enter__(self):
-        self.peak, self._stop = rss_bytes(), threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, rss_bytes())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
 
 
 def stills_run(folder: Path, n: int):
