@@ -19,7 +19,7 @@ DEMO_SUBJECTS = 100
 DEMO_PROTOCOL = "khorrami"
 DEMO_EPOCHS = 8
 DEMO_SEED = 0
-#: `--quick`: a first look in about a minute (the accuracy is not worth reading).
+#: `--quick`: a first look in about two minutes (the accuracy is not worth reading).
 QUICK = {"subjects": 24, "epochs": 2, "folds": 6, "permutations": 200, "planted_subjects": 24}
 #: Measured wall time on a 2-core CPU (BENCHMARKS.md), printed before the demo starts.
 EXPECTED = {False: "about 9 minutes", True: "about 2 minutes"}
