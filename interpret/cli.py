@@ -282,7 +282,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Run directory (a previous demo there is replaced)"),
     report_out: Optional[Path] = typer.Option(None, help="Report folder (default OUT/report)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    quick: bool = typer.Option(False, "--quick", help="A first look in about 2 minutes: fewer faces and epochs"),
+    quick: bool = typer.Option(False, "--quick", help="A first look in about 3 minutes: fewer faces and epochs"),
 ):
     """The whole pipeline on the synthetic default: synthesise, train, cache, deconvolve, map, check, report."""
     from interpret.demo import run_demo
