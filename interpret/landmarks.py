@@ -249,13 +249,12 @@ def with_landmarks(fs, data_path, backend: str, size: int, progress: bool = Fals
     """
     from dataclasses import replace
 
-    from tqdm import tqdm
-
     from interpret.data.folders import IMAGE_SUFFIXES, read_grey
+    from interpret.progress import progress_bar
 
     marker = Landmarker(data_path, backend)
     images, marks, keep, skipped = [], [], [], list(fs.skipped)
-    for i in tqdm(range(len(fs)), desc=f"landmarks ({backend})", unit="img", disable=not progress):
+    for i in progress_bar(range(len(fs)), enabled=progress, desc=f"landmarks ({backend})", unit="img"):
         path = Path(str(fs.paths[i]))
         picture = read_grey(path) if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() else fs.images[i]
         points = marker(picture, str(fs.paths[i]))

@@ -20,12 +20,11 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from tqdm import tqdm
-
 from interpret.data.faceset import ABSENT, UNKNOWN, FaceSet
 from interpret.data.folders import IMAGE_SUFFIXES, read_grey
 from interpret.data.frames import FrameCutter, FrameRows, check_step
 from interpret.errors import InterpretError, located
+from interpret.progress import progress_bar
 
 CSV_NAME = re.compile(r"([FM]\d{3})_(T\d+)\.csv", re.IGNORECASE)
 _AU_HEADER = re.compile(r"(?:AU)?0*(\d{1,2})", re.IGNORECASE)
@@ -114,7 +113,7 @@ def read_bp4d(root, size: int = 99, crop: str = "haar", landmarks: str = "none",
     cutter = FrameCutter(root, size, crop, landmarks)
     rows = FrameRows(au_codes, size)
     skipped: list[tuple[str, str]] = []
-    for key in tqdm(sorted(tables), desc="BP4D tasks", unit="task", disable=not progress):
+    for key in progress_bar(sorted(tables), enabled=progress, desc="BP4D tasks", unit="task"):
         subject, task = key
         aus, coded = parsed[key]
         frames = images.get(key, {})

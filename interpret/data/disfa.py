@@ -20,11 +20,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tqdm import tqdm
-
 from interpret.data.faceset import ABSENT, UNKNOWN, FaceSet
 from interpret.data.frames import FrameCutter, FrameRows, check_step, check_threshold, video_frames
 from interpret.errors import InterpretError, located
+from interpret.progress import progress_bar
 
 DISFA_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 LABEL_NAME = re.compile(r"(SN\d+)_au(\d+)\.txt", re.IGNORECASE)
@@ -110,8 +109,8 @@ def read_disfa(root, size: int = 99, threshold: float = 2, camera: str = "left",
             path = videos[(subject, side)]
             wanted = {f - 1 for f in labelled}
             seen, extra = 0, False
-            for index, grey in tqdm(video_frames(path, wanted | {every[-1]}), desc=f"{subject} {side}",
-                                    unit="frame", disable=not progress, total=len(wanted)):
+            for index, grey in progress_bar(video_frames(path, wanted | {every[-1]}), enabled=progress,
+                                            desc=f"{subject} {side}", unit="frame", total=len(wanted)):
                 frame = index + 1
                 if frame > every[-1]:  # the frame after the last label line
                     extra = True

@@ -29,11 +29,11 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from interpret.data.faceset import ABSENT, UNKNOWN, FaceSet
 from interpret.data.frames import FrameCutter, FrameRows, check_step, check_threshold, video_frames
 from interpret.errors import InterpretError, located
+from interpret.progress import progress_bar
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg", ".m4v")
 _OPENFACE = re.compile(r"AU(\d\d)_([rc])")
@@ -184,7 +184,7 @@ def read_au_videos(spec, size: int = 99, au_from: str = "c", threshold: float | 
     cutter = FrameCutter(spec, size, crop, landmarks)
     rows = FrameRows(au_codes, size)
     skipped: list[tuple[str, str]] = []
-    for path, (_, aus, labelled, unusable, _) in tqdm(parsed, desc="videos", unit="video", disable=not progress):
+    for path, (_, aus, labelled, unusable, _) in progress_bar(parsed, enabled=progress, desc="videos", unit="video"):
         video = video_for(path)
         name = path.relative_to(base).with_suffix("").as_posix()
         for index, reason in unusable.items():
