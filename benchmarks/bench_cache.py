@@ -39,27 +39,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memory import PeakRSS, rss_bytes  # benchmarks/memory.py
+from common import PeakRSS, rss_bytes, untrained_run  # benchmarks/common.py
 
 
 def make_run(folder: Path, n: int):
     """A run of n images (3 synthetic subjects' faces repeated) and an untrained zhu2019 model
     (the weights' values do not change the cache's cost)."""
-    from interpret.models import build_model
-    from interpret.runs import Run, RunDataset, save_checkpoint, write_config
     from interpret.synth import synthetic_faceset
 
     faces = synthetic_faceset(subjects=3, seed=0)
     faceset = faces.select(np.arange(n) % len(faces))
-    classes = list(faces.emotions)
-    torch.manual_seed(0)
-    model = build_model("zhu2019", len(classes)).eval()
-    config = {"arch": "zhu2019", "classes": classes, "size": 99, "protocol": "paper"}
-    save_checkpoint(folder / "model.pt", model, {})
-    write_config(folder, config)
-    split = np.where(np.arange(n) % 5 == 0, "test", "train")
-    return Run(path=folder, config=config, model=model, dataset=RunDataset(faceset, split, classes),
-               device=torch.device("cpu"))
+    return untrained_run(folder, faceset, "paper")
 
 
 def measure(n: int, layer: str) -> dict:

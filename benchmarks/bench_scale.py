@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memory import PeakRSS, rss_bytes  # benchmarks/memory.py
+from common import PeakRSS, rss_bytes, untrained_run  # benchmarks/common.py
 
 
 def env() -> dict:
@@ -148,8 +148,6 @@ def stills_run(folder: Path, n: int):
     import cv2
 
     from interpret.data.faceset import FaceSet
-    from interpret.models import build_model
-    from interpret.runs import Run, RunDataset, save_checkpoint, write_config
     from interpret.synth import synthetic_faceset
 
     base = synthetic_faceset(subjects=20, seed=0, size=48)
@@ -161,15 +159,7 @@ def stills_run(folder: Path, n: int):
                       sequence=np.char.add(np.char.add(base.sequence[pick], "-"), copy),
                       frame=np.ones(n, np.int64), emotion=base.emotion[pick], au_intensity=base.au_intensity[pick],
                       paths=np.full(n, ""), emotions=base.emotions, au_codes=base.au_codes, source="synthetic")
-    classes = list(base.emotions)
-    torch.manual_seed(0)
-    model = build_model("zhu2019", len(classes)).eval()
-    config = {"arch": "zhu2019", "classes": classes, "size": 99, "protocol": "frames"}
-    save_checkpoint(folder / "model.pt", model, {})
-    write_config(folder, config)
-    split = np.where(np.arange(n) % 5 == 0, "test", "train")
-    return Run(path=folder, config=config, model=model, dataset=RunDataset(faceset, split, classes),
-               device=torch.device("cpu"))
+    return untrained_run(folder, faceset, "frames")
 
 
 def memory_child(n: int, permutations: int, bootstrap: int) -> dict:
