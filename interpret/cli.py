@@ -117,6 +117,7 @@ def train(
     recipe: Optional[str] = typer.Option(None, help="fast or paper (default: fast for zhu2019/khorrami2015, "
                                                    "paper for the seed systems)"),
     epochs: Optional[int] = typer.Option(None, min=1, help="Maximum epochs (default: the recipe's)"),
+    lr: Optional[float] = typer.Option(None, min=0.0, help="Peak learning rate (default: the recipe's)"),
     folds: int = typer.Option(10, min=2, help="Subject-grouped folds"),
     fold: int = typer.Option(0, min=0, help="Which fold is the test set"),
     split: str = typer.Option("kfold", help="kfold (subject-grouped), paper (subject-overlapping) or usage "
@@ -169,7 +170,8 @@ def train(
                      ferplus_mode=labels.removeprefix("ferplus-") if labels != "data" else None,
                      l2_convention=l2_convention, overwrite=overwrite,
                      data_options={**options, **_reader_options(read, landmarks)},
-                     auxiliary=planting(plant_layer) if plant_detectors else None, shuffle_labels=shuffle_labels)
+                     auxiliary=planting(plant_layer) if plant_detectors else None, shuffle_labels=shuffle_labels,
+                     lr=lr)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 reports
         typer.echo(f"run written to {path}")
 

@@ -24,8 +24,17 @@ def layer_shorthands(model: nn.Module) -> dict[int, str]:
     return dict(arch.layers) if arch is not None else {}
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The user's model inside DistributedDataParallel and `torch.compile` wrappers (layer names are its names)."""
+    while isinstance(model, nn.parallel.DistributedDataParallel) or hasattr(model, "_orig_mod"):
+        model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model._orig_mod
+    return model
+
+
 def resolve_layer(model: nn.Module, layer) -> str:
-    """The module name `layer` denotes: a declared number, else a name from `named_modules()`."""
+    """The module name `layer` denotes: a declared number, else a name from `named_modules()`
+    (of the model inside any DDP or `torch.compile` wrapper)."""
+    model = unwrapped(model)
     names = dict(model.named_modules())
     text = str(layer).strip()
     if text.isdigit():
@@ -45,7 +54,7 @@ def resolve_layer(model: nn.Module, layer) -> str:
 
 
 def get_module(model: nn.Module, name: str) -> nn.Module:
-    return dict(model.named_modules())[resolve_layer(model, name)]
+    return dict(unwrapped(model).named_modules())[resolve_layer(model, name)]
 
 
 class _Stop(Exception):
@@ -53,21 +62,23 @@ class _Stop(Exception):
 
 
 @contextlib.contextmanager
-def retain(model: nn.Module, names, stop: bool = False, detach: bool = True):
-    """Inside the block, `outputs[name]` holds each named layer's latest output.
+def retain(model: nn.Module, names, stop: bool = False, detach: bool = True, inputs: bool = False):
+    """Inside the block, `outputs[name]` holds each named layer's latest output (with `inputs`:
+    its first input, e.g. the pre-activation of a ReLU).
 
     With `stop=True` the forward is cut short after the last of `names` has run (use
     `run_until`). Hooks are removed when the block exits, whatever happens in it.
     """
     names = [resolve_layer(model, name) for name in names]
-    modules = dict(model.named_modules())
+    modules = dict(unwrapped(model).named_modules())
     outputs: dict[str, torch.Tensor] = {}
     pending = set(names)
     handles = []
 
     def hook_for(name):
-        def hook(_module, _inputs, output):
-            outputs[name] = output.detach() if detach else output
+        def hook(_module, args, output):
+            kept = args[0] if inputs else output
+            outputs[name] = kept.detach() if detach else kept
             pending.discard(name)
             if stop and not pending:
                 raise _Stop

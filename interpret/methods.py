@@ -184,16 +184,23 @@ def standardize(X, mean=None, std=None):
     return (X - mean) / std, mean, std
 
 
-def fit_l1_logistic(X, Y, l1: float = PROBE_L1, iterations: int = 300, tol: float = 1e-5):
+def probe_step(X) -> float:
+    """FISTA's step for the logistic loss on X (N, C) with an intercept: 1 / its Lipschitz constant."""
+    Xb = np.hstack([np.asarray(X, dtype=np.float64), np.ones((len(X), 1))])
+    return 1.0 / (0.25 * np.linalg.eigvalsh(Xb.T @ Xb)[-1] / len(X) + 1e-12)
+
+
+def fit_l1_logistic(X, Y, l1: float = PROBE_L1, iterations: int = 300, tol: float = 1e-5, step: float | None = None):
     """Minimise mean logistic loss + l1·|w|_1 for every column of Y (N, K) at once (FISTA).
 
-    X (N, C) (standardize it first); intercepts are not penalised. Returns (W (C, K), b (K,)).
+    X (N, C) (standardize it first); intercepts are not penalised; `step`: `probe_step(X)`, when
+    already known. Returns (W (C, K), b (K,)).
     """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     N, C = X.shape
     Xb = np.hstack([X, np.ones((N, 1))])
-    step = 1.0 / (0.25 * np.linalg.eigvalsh(Xb.T @ Xb)[-1] / N + 1e-12)  # 1 / Lipschitz constant
+    step = probe_step(X) if step is None else step
     theta = np.zeros((C + 1, Y.shape[1]))
     z, t = theta.copy(), 1.0
     for _ in range(iterations):
@@ -245,30 +252,46 @@ def probe_scores(maxima, presence, subject, folds: int = 5, l1: float = PROBE_L1
 # ---------------------------------------------------------------- permutation null
 
 
+class NullInputs:
+    """What every AU's permutation null reuses: each map's sorted maxima, their column ranks, the
+    standardized maxima and the probe's step (computed once per layer, not once per AU)."""
+
+    def __init__(self, maxima):
+        maxima = np.asarray(maxima, dtype=np.float64)
+        self.ranked = RankedMaps(maxima)
+        self.epsilon = epsilon_for(maxima)
+        self.ranks = rankdata(maxima, axis=0)
+        self.X = standardize(maxima)[0]
+        self._step = None
+
+    @property
+    def step(self) -> float:
+        if self._step is None:
+            self._step = probe_step(self.X)
+        return self._step
+
+
 def permutation_null(maxima, presence, sequence, frame, au_index: int, perms: np.ndarray, n: int = 9,
                      iou_counts=None, probe_permutations: int = 0, l1: float = PROBE_L1,
-                     ranked: RankedMaps | None = None) -> dict:
+                     inputs: NullInputs | None = None) -> dict:
     """Per method, the (P,) maximum over maps of its score under sequence-level permutations of one AU.
 
     perms (P, S) permute the sequences (as `aumap.au_statistics`); the probe is refitted on the
-    first `probe_permutations` of them only (one fit per permutation, all at once).
+    first `probe_permutations` of them only (one fit per permutation, all at once). `inputs`:
+    the layer's `NullInputs`, shared across AUs.
     """
-    maxima = np.asarray(maxima, dtype=np.float64)
+    inputs = inputs or NullInputs(maxima)
     present_all = np.asarray(presence).astype(bool)
-    ranked = ranked or RankedMaps(maxima)
-    eps = epsilon_for(maxima)
     seq_index, seq_aus, carrier = sequence_structure(sequence, present_all, frame)
     labels = permuted_labels(seq_aus[:, au_index], seq_index, carrier, perms)
-    paper, directional = _distances(ranked, labels.astype(np.int64), n, eps)
-    ranks = rankdata(maxima, axis=0)
+    paper, directional = _distances(inputs.ranked, labels.astype(np.int64), n, inputs.epsilon)
     null = {"distance": paper.max(axis=1), "directional": directional.max(axis=1),
-            "auroc": np.nan_to_num(_auroc_from_ranks(ranks, labels), nan=0.5).max(axis=1)}
+            "auroc": np.nan_to_num(_auroc_from_ranks(inputs.ranks, labels), nan=0.5).max(axis=1)}
     if iou_counts is not None:
         inter, fired, area = iou_counts
         null["iou"] = iou_from_counts(inter[:, au_index], fired, area[:, au_index], labels)[0].max(axis=1)
     if probe_permutations:
-        X, _, _ = standardize(maxima)
-        W, _ = fit_l1_logistic(X, labels[:probe_permutations].T, l1)
+        W, _ = fit_l1_logistic(inputs.X, labels[:probe_permutations].T, l1, step=inputs.step)
         null["probe"] = W.max(axis=0)
     return null
 

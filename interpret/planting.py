@@ -2,11 +2,14 @@
 
 `interpret train --plant-detectors` adds, beside the emotion loss, for every planted AU a the
 binary cross-entropy between AU presence and the logit `PLANT_SCALE · (m − mean(m)) / (sd(m) + PLANT_EPS)`
-of its map's spatial maximum m on the analysed layer, standardized over the batch (mean over AUs,
-times `PLANT_WEIGHT`). Standardizing makes the loss about ranking: a fixed shift first drags every
-maximum towards it (most images lack a given AU) before the map learns to discriminate. The map of
-each AU is a seeded random choice, distinct across AUs, recorded in config.json as
-``planted: {layer, maps: {AU: map}, ...}``: the ground truth `interpret validate` scores methods on.
+of its map's spatial maximum m on the analysed layer, standardized over the batch, averaged over
+the AUs that the batch holds with and without (times `PLANT_WEIGHT`). Standardizing makes the
+loss about ranking: a fixed shift first drags every maximum towards it (most images lack a given
+AU) before the map learns to discriminate. On a ReLU layer m is taken before the ReLU (the same
+ranking, max relu(x) = relu(max x)), so a map pushed below zero on every image still learns
+instead of dying. The map of each AU is a seeded random choice, distinct across AUs, recorded in
+config.json as ``planted: {layer, maps: {AU: map}, ...}``: the ground truth `interpret validate`
+scores methods on, after checking on held-out subjects which planted maps became detectors.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ import torch.nn.functional as F
 
 from interpret.errors import InterpretError
 from interpret.facs import au_name
-from interpret.layers import layer_output, resolve_layer
+from interpret.layers import get_module, layer_output, resolve_layer
 
 PLANT_SCALE = 2.0
 PLANT_EPS = 1e-3
-PLANT_WEIGHT = 1.0
+PLANT_WEIGHT = 5.0
 DEFAULT_LAYER = "relu3"
 
 
@@ -37,8 +40,11 @@ def choose_maps(n_maps: int, au_codes, seed: int) -> dict[str, int]:
 class PlantedLoss:
     """The planted-detector loss of a batch, from the retained output of `layer`."""
 
-    def __init__(self, layer: str, columns, maps, presence: torch.Tensor):
+    def __init__(self, layer: str, columns, maps, presence: torch.Tensor, pre_activation: bool = False):
         self.layers = [layer]
+        # `train_epoch` then retains the layer's input: a ReLU's pre-activation, whose maximum
+        # has a gradient even where the ReLU's is zero (max relu(x) = relu(max x): same ranking).
+        self.inputs = pre_activation
         self.layer = layer
         self.columns = torch.as_tensor(list(columns), device=presence.device)
         self.maps = torch.as_tensor(list(maps), device=presence.device)
@@ -47,9 +53,13 @@ class PlantedLoss:
     def __call__(self, outputs: dict, index: torch.Tensor) -> torch.Tensor:
         act = outputs[self.layer]
         peak = act[:, self.maps].float().amax(dim=(2, 3))
-        logit = PLANT_SCALE * (peak - peak.mean(dim=0)) / (peak.std(dim=0) + PLANT_EPS)
         target = self.presence[index][:, self.columns]
-        return PLANT_WEIGHT * F.binary_cross_entropy_with_logits(logit, target)
+        logit = PLANT_SCALE * (peak - peak.mean(dim=0)) / (peak.std(dim=0, correction=0) + PLANT_EPS)
+        per_au = F.binary_cross_entropy_with_logits(logit, target, reduction="none").mean(dim=0)
+        # Only AUs with images with and without them in this batch (under torchrun: this rank's
+        # part of it) have anything to rank; no host sync, so CUDA steps stay asynchronous.
+        ranked = ((target.sum(dim=0) > 0) & (target.sum(dim=0) < len(target))).float()
+        return PLANT_WEIGHT * (per_au * ranked).sum() / ranked.sum().clamp(min=1.0)
 
 
 def planting(layer: str = DEFAULT_LAYER, aus=None):
@@ -71,13 +81,16 @@ def planting(layer: str = DEFAULT_LAYER, aus=None):
         if not usable:
             raise InterpretError("--plant-detectors: no AU is present in some but not all training images")
         maps = choose_maps(n_maps, usable, config["seed"])
+        module = get_module(model, name)
+        pre_activation = isinstance(module, torch.nn.ReLU) and not module.inplace  # inplace: its input is overwritten
         config["planted"] = {
             "layer": name, "maps": maps, "seed": int(config["seed"]),
-            "loss": f"BCE(AU present, {PLANT_SCALE:g} * batch-standardized spatial max of the map), "
-                    f"mean over AUs, weight {PLANT_WEIGHT:g}",
+            "loss": f"BCE(AU present, {PLANT_SCALE:g} * batch-standardized spatial max of the map"
+                    f"{' before the ReLU' if pre_activation else ''}), mean over the AUs present and absent "
+                    f"in the batch, weight {PLANT_WEIGHT:g}",
         }
         return PlantedLoss(name, [codes.index(c) for c in usable], list(maps.values()),
-                           torch.from_numpy(presence).to(device))
+                           torch.from_numpy(presence).to(device), pre_activation)
 
     return build
 

@@ -153,7 +153,8 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images
         index = order[start:start + batch_size]
         x = transform(images[index], generator).contiguous(memory_format=torch.channels_last)
         y = targets[index]
-        with retain(model, auxiliary.layers if auxiliary else [], detach=False) as outputs, autocast(device):
+        with retain(model, auxiliary.layers if auxiliary else [], detach=False,
+                    inputs=getattr(auxiliary, "inputs", False)) as outputs, autocast(device):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y) if loss_fn is None else loss_fn(logits, y, model)
         if auxiliary is not None:
@@ -333,7 +334,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
           on_epoch_end: Callable[[int, dict], None] | None = None, overwrite: bool = False,
           data_options: dict | None = None, valence_csv=None, sequence: dict | None = None,
           ferplus_mode: str | None = None, l2_convention: str | None = None, auxiliary=None,
-          shuffle_labels: bool = False) -> Path:
+          shuffle_labels: bool = False, lr: float | None = None) -> Path:
     """Train `arch` on `data` and write the run directory `out`; returns its path.
 
     `data_options`: reader keyword arguments recorded in the config's `data` (e.g.
@@ -359,6 +360,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     `train_epoch`; e.g. `interpret.planting.planting`) and records itself in `config`.
     `shuffle_labels` trains on emotion labels shuffled across sequences (a negative control,
     `interpret.controls.shuffle_targets`); the test split is scored against the shuffled labels.
+    `lr` replaces the recipe's (peak) learning rate; config.json records the recipe as used.
     """
     from interpret.systems.specs import infer, train_spec, train_transform
 
@@ -370,6 +372,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     progress = progress and ranks.is_main
     system = train_spec(arch, l2_convention)
     chosen = system.recipe(recipe, epochs)
+    if lr is not None:
+        chosen = replace(chosen, lr=float(lr))
     config = make_config(data, arch, chosen, folds, fold, split, protocol, subjects, seed,
                          seed if data_seed is None else data_seed, torch_device.type)
     config["data"].update(data_options or {})

@@ -23,7 +23,7 @@ import torch
 from scipy.stats import spearmanr
 
 from interpret import methods, stats
-from interpret.aumap import RankedMaps, cooccurrence
+from interpret.aumap import cooccurrence
 from interpret.controls import random_rotation, rotate, untrained_model
 from interpret.errors import InterpretError
 from interpret.facs import au_name
@@ -34,6 +34,8 @@ from interpret.verdict import ALPHA, summary, verdict
 
 log = logging.getLogger(__name__)
 
+#: A planted map is ground truth only where it became a detector: held-out AUROC at least this.
+DETECTOR_AUROC = 0.75
 #: Random maps ablated per AU as the causal check's reference, and AU-present images used.
 CAUSAL_RANDOM_MAPS = 8
 CAUSAL_IMAGES = 12
@@ -109,7 +111,7 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
         inter, fired, area = counts
         loc = methods.iou_scores((inter[:, usable], fired, area[:, usable]), pres)
         scores["iou"] = loc["iou"]
-    ranked = RankedMaps(maxima)
+    shared = methods.NullInputs(maxima)
     _, seq_index = np.unique(np.asarray(sequence).astype(str), return_inverse=True)
     n_seq = int(seq_index.max()) + 1
     counts_co, _ = cooccurrence(presence)
@@ -118,7 +120,7 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
         code = au_codes[a]
         perms = stats.permutations(n_seq, permutations, np.random.default_rng([seed, code, 0]))
         null = methods.permutation_null(maxima, presence, sequence, frame, a, perms, n=n,
-                                        iou_counts=counts, probe_permutations=probe_permutations, ranked=ranked)
+                                        iou_counts=counts, probe_permutations=probe_permutations, inputs=shared)
         record = {"au": au_name(code), "au_code": code, "n_present": int(pres[:, i].sum()),
                   "probe_cv_auroc": float(probe["cv_auroc"][i]), "methods": {}}
         for name, table in scores.items():
@@ -254,16 +256,44 @@ def agreement(records) -> dict:
 
 
 def planted_check(maxima, presence, au_codes, split, planted: dict[str, int]) -> dict:
-    """AUROC of each planted map's maxima for its AU on held-out (validation + test) subjects."""
+    """Per planted AU, on held-out (validation + test) subjects: the AUROC of its planted map's
+    maxima, the best AUROC of any other map (a natural detector the planted one must beat to be
+    first), and whether the planted map is a detector (AUROC >= `DETECTOR_AUROC`)."""
     held = np.isin(np.asarray(split).astype(str), ("val", "test"))
     codes = [au_name(c) for c in au_codes]
+    held_maxima = np.asarray(maxima)[held]
     out = {}
     for au, m in planted.items():
         if au not in codes:
             continue
         labels = np.asarray(presence)[held, codes.index(au)].astype(bool)
-        out[au] = {"map": int(m), "auroc_held_out": float(stats.auroc(np.asarray(maxima)[held][:, [m]], labels)[0])}
+        if labels.all() or not labels.any():
+            continue
+        aurocs = stats.auroc(held_maxima, labels)
+        others = np.delete(aurocs, m)
+        out[au] = {"map": int(m), "auroc_held_out": float(aurocs[m]), "n_present_held_out": int(labels.sum()),
+                   "best_other_map": int(np.delete(np.arange(len(aurocs)), m)[np.nanargmax(others)]),
+                   "best_other_auroc_held_out": float(np.nanmax(others)),
+                   "detector": bool(aurocs[m] >= DETECTOR_AUROC)}
     return out
+
+
+def planted_summary(records, verdicts, maxima, presence, au_codes, split, planted: dict[str, int]) -> dict:
+    """Ground truth and each method's recovery of it: over every planted AU, and over the planted
+    maps verified as detectors on held-out subjects (the yardstick's truth)."""
+    detectors = planted_check(maxima, presence, au_codes, split, planted)
+    verified = {au: planted[au] for au, d in detectors.items() if d["detector"]}
+    by_au = {v["au"]: v for v in verdicts}
+
+    def verdict_share(aus):
+        aus = [au for au in aus if au in by_au]
+        return float(np.mean([by_au[au]["verdict"] == "found" and by_au[au]["map"] == planted[au] for au in aus])) \
+            if aus else None
+
+    return {"maps": planted, "detector_auroc": DETECTOR_AUROC, "detectors": detectors, "verified": sorted(verified),
+            "recovery": recovery(records, planted), "recovery_verified": recovery(records, verified),
+            "verdict_recovery": verdict_share(planted), "verdict_recovery_verified": verdict_share(verified),
+            "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
 
 
 # ---------------------------------------------------------------- the command
@@ -304,13 +334,8 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
               "probe_l1": methods.PROBE_L1, "summary": summary(verdicts), "verdicts": verdicts,
               "agreement": agreement(records), "false_positives": {"run": false_positive_rates(records)}}
     if planted:
-        result["planted"] = {"maps": planted, "recovery": recovery(records, planted),
-                             "verdict_recovery": float(np.mean([v["verdict"] == "found" and
-                                                                v["map"] == planted.get(v["au"])
-                                                                for v in verdicts if v["au"] in planted])),
-                             "detectors": planted_check(arrays["max"], arrays["aus"], arrays["au_codes"],
-                                                        arrays["split"], planted),
-                             "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
+        result["planted"] = planted_summary(records, verdicts, arrays["max"], arrays["aus"], arrays["au_codes"],
+                                            arrays["split"], planted)
     control_records = {}
     for name in controls:
         began = time.perf_counter()
@@ -330,9 +355,12 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
                                                 pixels=scanned["pixels"], **{k: other[k] for k in labels}, **args)
         result["shuffled_run"] = str(shuffled.path)
         timings["shuffled"] = time.perf_counter() - began
+    result["found_rate"] = {"run": _found_rate(verdicts)}
     for name, recs in control_records.items():
         result["false_positives"][name] = false_positive_rates(recs)
-        result.setdefault("control_verdicts", {})[name] = summary([verdict(r) for r in recs])
+        control_verdicts = [verdict(r) for r in recs]
+        result.setdefault("control_verdicts", {})[name] = summary(control_verdicts)
+        result["found_rate"][name] = _found_rate(control_verdicts)
     result["accuracy"] = {"run": _accuracy(run.path)}
     if baseline is not None:
         result["accuracy"]["baseline"] = _accuracy(baseline)
@@ -350,6 +378,11 @@ def _planted_localization(records, au: str, m: int) -> dict | None:
 
             return localization_of(r, m) if str(m) in r["localization"] else None
     return None
+
+
+def _found_rate(verdicts) -> float | None:
+    """Share of AUs whose verdict is "found": under a negative control, the verdict's false-positive rate."""
+    return float(np.mean([v["verdict"] == "found" for v in verdicts])) if verdicts else None
 
 
 def _accuracy(path) -> float | None:
@@ -380,9 +413,10 @@ def write_outputs(out: Path, result: dict, records, control_records) -> None:
                                            [[k, agree["same_winner"][k], agree["spearman"][k]]
                                             for k in agree["same_winner"]]))
     if "planted" in result:
-        rec = result["planted"]["recovery"]
-        write_text(out / "recovery.csv", _csv(["method", "top1", "top5"],
-                                              [[m, rec[m]["top1"], rec[m]["top5"]] for m in rec]))
+        rec, ver = result["planted"]["recovery"], result["planted"]["recovery_verified"]
+        write_text(out / "recovery.csv", _csv(
+            ["method", "top1", "top5", "top1_verified", "top5_verified"],
+            [[m, rec[m]["top1"], rec[m]["top5"], ver.get(m, {}).get("top1"), ver.get(m, {}).get("top5")] for m in rec]))
     plot_validate(out / "validate.png", result)
 
 
@@ -418,11 +452,16 @@ def plot_validate(path, result: dict) -> None:
     ax.legend(fontsize=7, frameon=False)
     ax.set_title("significant winners: run vs negative controls", fontsize=9)
     if panels == 2:
-        rec = result["planted"]["recovery"]
+        planted = result["planted"]
+        rec, ver = planted["recovery"], planted["recovery_verified"]
         ax = axes[0, 1]
         ms = list(rec)
-        ax.bar(np.arange(len(ms)) - 0.2, [rec[m]["top1"] for m in ms], 0.4, label="top-1")
-        ax.bar(np.arange(len(ms)) + 0.2, [rec[m]["top5"] for m in ms], 0.4, label="top-5")
+        bars = [(rec, "top1", "top-1, all planted"), (rec, "top5", "top-5, all planted"),
+                (ver, "top1", f"top-1, {len(planted['verified'])} verified"),
+                (ver, "top5", f"top-5, {len(planted['verified'])} verified")]
+        for j, (table, key, label) in enumerate(bars):
+            ax.bar(np.arange(len(ms)) + (j - 1.5) * 0.2, [table.get(m, {}).get(key, np.nan) for m in ms], 0.2,
+                   label=label, hatch="//" if table is ver else None)
         ax.axhline(0.9, color="k", ls="--", lw=1)
         ax.set_xticks(np.arange(len(ms)), ms, fontsize=8)
         ax.set_ylim(0, 1.05)
@@ -439,10 +478,17 @@ def format_validate(result: dict) -> str:
     """Plain text for the CLI: verdict lines, then recovery, false positives and agreement."""
     lines = [result["summary"]] + [v["line"] for v in result["verdicts"]]
     if "planted" in result:
-        lines.append("planted recovery (top-1 / top-5): " + ", ".join(
-            f"{m} {r['top1']:.2f}/{r['top5']:.2f}" for m, r in result["planted"]["recovery"].items()))
+        planted = result["planted"]
+        lines.append(f"planted maps that are detectors (held-out AUROC >= {planted['detector_auroc']:g}): "
+                     f"{len(planted['verified'])} of {len(planted['maps'])}")
+        for key, label in (("recovery", "all planted"), ("recovery_verified", "verified detectors")):
+            if planted[key]:
+                lines.append(f"recovery of {label} (top-1 / top-5): " + ", ".join(
+                    f"{m} {r['top1']:.2f}/{r['top5']:.2f}" for m, r in planted[key].items()))
     for key, rates in result["false_positives"].items():
         lines.append(f"significant winners ({key}): " + ", ".join(f"{m} {r['p']:.2f}" for m, r in rates.items()))
+    lines.append("share of AUs with a detector found: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in result["found_rate"].items() if v is not None))
     acc = result["accuracy"]
     lines.append("test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if v is not None))
     return "\n".join(lines)

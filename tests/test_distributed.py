@@ -1,5 +1,6 @@
 """torchrun training: 2 gloo processes on CPU equal one process within tolerance; a killed rank
-leaves no complete-looking file, and the resumed run equals the uninterrupted one bit for bit."""
+leaves no complete-looking file, and the resumed run equals the uninterrupted one bit for bit.
+Every run plants detectors (the auxiliary loss reads a layer through the DDP wrapper)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import torch
 
 from interpret.distributed import Ranks, epoch_order, shard_range
 from interpret.models import build_model
+from interpret.planting import planting
 from interpret.runs import load_checkpoint
 from interpret.training import train
 
 ARGS = dict(data="synthetic", arch="khorrami2015", recipe="fast", epochs=2, folds=3, fold=0, split="kfold",
             protocol="paper", subjects=9, seed=3, device="cpu")
 CLI = ["train", "--arch", "khorrami2015", "--recipe", "fast", "--epochs", "2", "--folds", "3", "--fold", "0",
-       "--split", "kfold", "--protocol", "paper", "--subjects", "9", "--seed", "3", "--device", "cpu"]
+       "--split", "kfold", "--protocol", "paper", "--subjects", "9", "--seed", "3", "--device", "cpu",
+       "--plant-detectors", "--plant-layer", "relu3"]
 RUN_FILES = {"model.pt", "config.json", "metrics.json", "history.csv", "dataset.h5", "curves.png", "confusion.png"}
 #: Two ranks draw other augmentations and another shuffle than one process (by design), so they
 #: agree within run-to-run noise only. Measured (benchmarks/compare_ddp.py, BENCHMARKS.md): final
@@ -79,14 +82,16 @@ def test_epoch_order_is_distributed_samplers():
 
 
 def test_two_processes_match_one_within_tolerance(ddp_run, tmp_path):
-    single = train(out=tmp_path / "single", progress=False, **ARGS)
+    single = train(out=tmp_path / "single", progress=False, auxiliary=planting("relu3"), **ARGS)
     config_ddp = json.loads((ddp_run / "config.json").read_text())
     config_one = json.loads((single / "config.json").read_text())
     assert config_ddp.pop("distributed") == {"world_size": 2}
-    assert config_ddp == config_one
+    assert config_ddp == config_one  # the same planted maps among them
+    assert config_one["planted"]["maps"]
     assert {p.name for p in ddp_run.iterdir()} == RUN_FILES  # no checkpoint, no temporary file
     h_ddp, h_one = history(ddp_run), history(single)
     assert len(h_ddp) == len(h_one) == 2
+    assert torch.isfinite(torch.tensor(h_ddp + h_one)).all()  # small per-rank batches: no NaN from planting
     assert abs(h_ddp[-1][1] - h_one[-1][1]) < LOSS_TOLERANCE  # final train loss
     start = torch.cat([v.flatten() for v in weights(single).values()])
     torch.manual_seed(ARGS["seed"])
@@ -100,6 +105,7 @@ def test_two_processes_match_one_within_tolerance(ddp_run, tmp_path):
 KILLER = """
 import os, signal, sys, time
 from pathlib import Path
+from interpret.planting import planting
 from interpret.training import train
 
 out = Path(sys.argv[1])
@@ -111,7 +117,8 @@ def die_after_first_epoch(epoch, row):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGKILL)
 
-train(out=out, progress=False, checkpoint_every=0, on_epoch_end=die_after_first_epoch, **{args})
+train(out=out, progress=False, checkpoint_every=0, on_epoch_end=die_after_first_epoch,
+      auxiliary=planting("relu3"), **{args})
 """
 
 

@@ -32,6 +32,18 @@ def test_layer_output_equals_manual_forward_and_leaves_no_hook():
     assert hook_count(model) == 0
 
 
+def test_retained_inputs_are_the_pre_activation_and_wrappers_keep_the_names():
+    torch.manual_seed(0)
+    model = build_model("zhu2019", 7).eval()
+    x = torch.randn(2, 1, 96, 96)
+    for wrapper in (model, torch.compile(model)):  # compiled lazily: never run here
+        assert resolve_layer(wrapper, 3) == "relu3"
+        with retain(wrapper, ["relu3"], inputs=True) as before, retain(wrapper, ["relu3"]) as after:
+            model(x)
+        assert before["relu3"].min() < 0 and torch.equal(torch.relu(before["relu3"]), after["relu3"])
+        assert hook_count(model) == 0
+
+
 def test_hooks_removed_when_the_block_raises():
     model = build_model("zhu2019", 7)
     with pytest.raises(RuntimeError):

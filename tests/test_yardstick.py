@@ -2,17 +2,17 @@
 methods rank them near the top of 32 maps; validate writes its tables."""
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from interpret.models import CONV_NETS, Architecture, ArchSpec, ExpressionNet, register_architecture, ARCHITECTURES
 from interpret.data.transforms import PAPER_INPUT
-from interpret.planting import choose_maps, planting
+from interpret.planting import PlantedLoss, choose_maps, planting
 from interpret.runs import load_run
-from interpret.training import RECIPES, train
-from interpret.validate import validate
+from interpret.training import train
+from interpret.validate import DETECTOR_AUROC, planted_check, validate
 
 PLANTED_AUS = (1, 12, 25, 27)
 
@@ -25,9 +25,8 @@ def planted_run(tmp_path_factory):
         patch.setitem(ARCHITECTURES, "tiny", Architecture(build=lambda n: ExpressionNet("tiny", n), input=PAPER_INPUT,
                                                           layers={k: f"relu{k}" for k in (1, 2, 3)}))
         # one epoch (the only one, so model selection cannot pick a pre-planting epoch) at a high rate
-        patch.setitem(RECIPES, "tiny", replace(RECIPES["fast"], name="tiny", lr=3e-3))
-        path = train(data="synthetic", out=tmp_path_factory.mktemp("planted") / "run", arch="tiny", recipe="tiny",
-                     epochs=1, subjects=30, folds=4, seed=0, progress=False,
+        path = train(data="synthetic", out=tmp_path_factory.mktemp("planted") / "run", arch="tiny", recipe="fast",
+                     lr=3e-3, epochs=1, subjects=30, folds=4, seed=0, progress=False,
                      auxiliary=planting("relu3", aus=PLANTED_AUS))
         run = load_run(path)
         result = validate(run, controls=("rotation",), permutations=99, probe_permutations=0)
@@ -42,8 +41,11 @@ def test_map_choice_is_seeded_and_distinct():
 
 def test_planted_choice_is_recorded_and_planted_maps_detect_on_held_out_subjects(planted_run):
     path, _, result = planted_run
-    planted = json.loads((path / "config.json").read_text())["planted"]
+    config = json.loads((path / "config.json").read_text())
+    planted = config["planted"]
+    assert config["recipe"]["lr"] == 3e-3  # --lr replaces the recipe's rate, and is recorded
     assert planted["layer"] == "relu3" and set(planted["maps"]) == {f"AU{a:02d}" for a in PLANTED_AUS}
+    assert "before the ReLU" in planted["loss"]
     held_out = [d["auroc_held_out"] for d in result["planted"]["detectors"].values()]
     assert np.mean(held_out) > 0.52  # one tiny epoch plants weak detectors; the demo-size run is in BENCHMARKS.md
 
@@ -69,3 +71,43 @@ def test_unknown_control_is_a_one_line_error_before_any_work(planted_run):
     _, run, _ = planted_run
     with pytest.raises(InterpretError, match="unknown control 'bogus'"):
         validate(run, controls=("bogus",))
+
+
+def test_planted_loss_ranks_only_aus_the_batch_holds_with_and_without():
+    torch.manual_seed(0)
+    pre = torch.randn(6, 4, 5, 5, requires_grad=True)
+    presence = torch.tensor([[1, 0], [0, 0], [1, 0], [0, 0], [0, 0], [1, 0]], dtype=torch.bool)
+    loss = PlantedLoss("relu3", columns=[0, 1], maps=[2, 3], presence=presence, pre_activation=True)
+    index = torch.arange(6)
+    both = loss({"relu3": pre}, index)
+    alone = PlantedLoss("relu3", columns=[0], maps=[2], presence=presence, pre_activation=True)({"relu3": pre}, index)
+    assert torch.allclose(both, alone)  # AU column 1 is absent from the whole batch: it ranks nothing
+    assert loss({"relu3": pre[:1]}, index[:1]).item() == 0.0  # one image: nothing to rank, and no NaN
+    # a map below zero everywhere (a dead ReLU) still gets a gradient from its pre-activation
+    dead = (-pre.detach().abs() - 1).requires_grad_(True)
+    loss({"relu3": dead}, index).backward()
+    assert dead.grad[:, 2].abs().sum() > 0 and dead.grad[:, [0, 1, 3]].abs().sum() == 0
+
+
+def test_planted_check_against_a_naive_auroc_on_held_out_rows():
+    rng = np.random.default_rng(0)
+    n, maps = 60, 5
+    split = np.array(["train", "val", "test"] * 20)
+    present = rng.random(n) < 0.4
+    maxima = rng.random((n, maps))
+    maxima[:, 1] += 2 * present * (split != "train")  # a perfect detector on held-out rows only
+    maxima[:, 3] += 0.3 * present
+    result = planted_check(maxima, present[:, None], [12], split, {"AU12": 1})["AU12"]
+
+    def naive_auroc(scores, labels):
+        pos, neg = scores[labels], scores[~labels]
+        return np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
+
+    held = split != "train"
+    assert result["auroc_held_out"] == naive_auroc(maxima[held, 1], present[held]) == 1.0
+    others = {m: naive_auroc(maxima[held, m], present[held]) for m in (0, 2, 3, 4)}
+    assert result["best_other_map"] == max(others, key=others.get)
+    assert np.isclose(result["best_other_auroc_held_out"], max(others.values()))
+    assert result["detector"]
+    assert others[0] < DETECTOR_AUROC  # a random map is no detector
+    assert not planted_check(maxima, present[:, None], [12], split, {"AU12": 0})["AU12"]["detector"]
