@@ -144,7 +144,7 @@ def train(
                                          help="Also tie one seeded map of --plant-layer to each AU (positive control)"),
     plant_layer: str = typer.Option("relu3", help="Layer of the planted detectors"),
     shuffle_labels: bool = typer.Option(False, "--shuffle-labels",
-                                        help="Train on emotion labels shuffled across sequences (negative control)"),
+                                        help="Train on emotion labels permuted across images (negative control)"),
 ):
     """Train a network; resumes from RUN/checkpoint.pt if an earlier run was interrupted."""
     from interpret.planting import planting

@@ -1,7 +1,7 @@
 """Negative controls: networks and layers in which a sound mapping method finds few detectors.
 
 - untrained: the run's architecture with the weights its training started from (same seed);
-- shuffled: a network trained on emotion labels shuffled across sequences (`shuffle_targets`,
+- shuffled: a network trained on emotion labels permuted across images (`shuffle_targets`,
   `interpret train ... --shuffle-labels`);
 - rotation: the trained layer with its channel basis mixed by a seeded random orthogonal
   matrix (NetDissect's baseline): the layer holds the same information, spread over all maps.
@@ -17,19 +17,17 @@ from interpret.models import build_model
 CONTROLS = ("untrained", "rotation", "shuffled")
 
 
-def shuffle_targets(faceset, targets, seed: int) -> np.ndarray:
-    """Class targets with whole sequences' labels permuted among the labelled sequences (seeded).
+def shuffle_targets(targets, seed: int) -> np.ndarray:
+    """Class targets of the labelled images permuted among them (seeded); unlabelled rows stay -1.
 
-    A sequence keeps one label for all its labelled frames; unlabelled rows stay -1.
+    Per image, as the data randomization test of Adebayo et al. (2018): no label keeps any link
+    to its image, the neutral first frames of sequences included (moving whole sequences would
+    keep "first frame = neutral", an expression-vs-neutral signal a network learns from the AUs).
     """
     targets = np.asarray(targets).copy()
-    _, seq = np.unique(np.asarray(faceset.sequence).astype(str), return_inverse=True)
-    labelled = targets >= 0
-    sequences = np.unique(seq[labelled])
-    first_label = {s: targets[labelled & (seq == s)][0] for s in sequences}
-    order = np.random.default_rng([int(seed), 0x5F1]).permutation(len(sequences))
-    new = {s: first_label[sequences[j]] for s, j in zip(sequences, order)}
-    targets[labelled] = [new[s] for s in seq[labelled]]
+    labelled = np.flatnonzero(targets >= 0)
+    order = np.random.default_rng([int(seed), 0x5F1]).permutation(len(labelled))
+    targets[labelled] = targets[labelled[order]]
     return targets
 
 

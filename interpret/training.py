@@ -358,7 +358,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     global batch; rank 0 writes the files (`interpret.distributed` documents the seeding).
     `auxiliary(model, config, faceset, train_rows, device)` builds an extra training loss (see
     `train_epoch`; e.g. `interpret.planting.planting`) and records itself in `config`.
-    `shuffle_labels` trains on emotion labels shuffled across sequences (a negative control,
+    `shuffle_labels` trains on emotion labels permuted across images (a negative control,
     `interpret.controls.shuffle_targets`); the test split is scored against the shuffled labels.
     `lr` replaces the recipe's (peak) learning rate; config.json records the recipe as used.
     """
@@ -390,8 +390,8 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     if shuffle_labels:
         from interpret.controls import shuffle_targets
 
-        targets = shuffle_targets(faceset, targets, seed)
-        config["labels_shuffled"] = {"unit": "sequence", "seed": int(seed)}
+        targets = shuffle_targets(targets, seed)
+        config["labels_shuffled"] = {"unit": "image", "seed": int(seed)}
     classes = config["classes"]
     warnings = data_warnings(faceset, split_of, targets, classes)
     for warning in warnings if ranks.is_main else ():

@@ -44,19 +44,23 @@ def test_rotation_keeps_the_information_and_changes_the_maps():
     assert np.abs(corr).max() < 0.9
 
 
-class _Faces:
-    def __init__(self, sequence):
-        self.sequence = np.asarray(sequence)
+def test_shuffled_labels_break_every_link_to_the_image_and_keep_the_class_counts():
+    from interpret.data import load_faceset
+    from interpret.data.protocols import apply_protocol, frame_rank
+    from interpret.runs import class_targets
 
-
-def test_shuffled_labels_move_whole_sequences_and_keep_the_class_counts():
-    sequence = np.repeat([f"s{i}" for i in range(30)], 3)
-    targets = np.repeat(np.arange(30) % 5, 3)
-    targets[::3] = -1  # the neutral first frames stay unlabelled
-    shuffled = shuffle_targets(_Faces(sequence), targets, seed=4)
-    assert (shuffled == -1).sum() == 30 and np.array_equal(shuffled == -1, targets == -1)
-    for s in np.unique(sequence):
-        assert len(set(shuffled[(sequence == s) & (shuffled >= 0)])) == 1
+    faces = apply_protocol(load_faceset("synthetic", subjects=12, seed=0), "khorrami")
+    classes = list(faces.emotions)
+    targets = class_targets(faces, classes)
+    shuffled = shuffle_targets(targets, seed=4)
+    assert np.array_equal(shuffled == -1, targets == -1)  # unlabelled rows stay out
     assert np.array_equal(np.bincount(shuffled[shuffled >= 0]), np.bincount(targets[targets >= 0]))
-    assert (shuffled != targets).mean() > 0.4
-    assert np.array_equal(shuffle_targets(_Faces(sequence), targets, seed=4), shuffled)
+    first = frame_rank(faces)[0] == 0
+    neutral = classes.index("neutral")
+    assert (targets[first & (targets >= 0)] == neutral).all()  # the protocol labels first frames neutral ...
+    share = (shuffled[first & (shuffled >= 0)] == neutral).mean()
+    assert share < 0.6  # ... the shuffled labels do not (overall neutral share, not 1)
+    assert np.isclose(share, (targets[targets >= 0] == neutral).mean(), atol=0.15)
+    assert (shuffled != targets)[targets >= 0].mean() > 0.4
+    assert np.array_equal(shuffle_targets(targets, seed=4), shuffled)
+    assert not np.array_equal(shuffle_targets(targets, seed=5), shuffled)
