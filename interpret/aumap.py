@@ -479,7 +479,8 @@ def run_au_map(run, *, layer=None, aus="all", n: int = 9, k: int = 9, permutatio
     if len(faceset.images) != len(cache["max"]):
         raise InterpretError(f"{run.path}: activation cache has {len(cache['max'])} images, the run's "
                              f"data {len(faceset.images)}; rebuild the cache")
-    results = au_statistics(cache["max"], cache["aus"], cache["au_codes"], cache["sequence"],
+    # popped: the maxima are freed before the deconvolution reads the cache again
+    results = au_statistics(cache.pop("max"), cache["aus"], cache["au_codes"], cache["sequence"],
                             cache["frame"], cache["subject"], codes, n=n, permutations=permutations,
                             bootstrap=bootstrap, seed=seed, layer=layer, known=known, unit=unit)
     model_file = Path(run.path) / "model.pt"

@@ -280,7 +280,7 @@ def test_au_map_writes_outputs_and_merges_csv(tmp_path, monkeypatch):
     run = SimpleNamespace(path=tmp_path, dataset=SimpleNamespace(faceset=faceset, spec=PAPER_INPUT))
     cache = {"layer": "relu3", "max": maxima.astype(np.float32), "aus": aus, "au_codes": np.array([1, 2]),
              "subject": subject, "sequence": seq, "frame": frame}
-    monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: cache)
+    monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: dict(cache))  # fresh, as the real one
 
     def fake_deconv(run, layer, maps, k):
         return {m: {"projection": rng.normal(size=(k, 96, 96)), "image_index": np.argsort(-maxima[:, m])[:k],
@@ -317,7 +317,7 @@ def test_au_map_all_skips_aus_without_images(tmp_path, monkeypatch):
     run = SimpleNamespace(path=tmp_path, dataset=SimpleNamespace(faceset=faceset, spec=PAPER_INPUT))
     cache = {"layer": "relu3", "max": maxima, "aus": aus, "au_codes": np.array([1, 2, 4]), "subject": subject,
              "sequence": seq, "frame": frame}
-    monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: cache)
+    monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: dict(cache))  # fresh, as the real one
     monkeypatch.setattr(aumap, "_deconvolve", lambda run, layer, maps, k: {m: {
         "projection": np.ones((k, 96, 96)), "image_index": np.arange(k), "rf_box": np.zeros((k, 4), int)}
         for m in maps})
