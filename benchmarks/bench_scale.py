@@ -11,7 +11,8 @@ Parts (each prints a Markdown table for BENCHMARKS.md):
   is also timed without dataset.h5 (the data regenerated, as before this issue).
 - `memory`: for each N of `--sizes` (synthetic 48x48 stills upscaled to the run's 99x99, as the FER
   reader does), a fresh process times `build_cache` (relu3 maxima) and `run_au_map` (all planted AUs)
-  and samples the peak resident set size each adds over the process before it.
+  and samples the peak resident set size each adds over the process before it. With `--keep DIR`
+  each N's run (and its cache) lives in DIR/N and is reused: a later call times only au-map.
 
 The run for `startup`/`deconv` is made by `--make-run RUN`: the demo's data (100 synthetic
 subjects, Khorrami protocol, 10 folds) and an untrained zhu2019 (He init; weights change only
@@ -21,6 +22,7 @@ which maps are dead, not the work per seed).
     PYTHONPATH=. python benchmarks/bench_scale.py --run /tmp/demo_like --part startup
     PYTHONPATH=. python benchmarks/bench_scale.py --run /tmp/demo_like --part deconv
     PYTHONPATH=. python benchmarks/bench_scale.py --part memory --sizes 1000,2000,4000,10000,35887 --permutations 100 --bootstrap 20
+    PYTHONPATH=. python benchmarks/bench_scale.py --part memory --sizes 35887 --keep /tmp/scale_runs
 """
 
 from __future__ import annotations
@@ -162,17 +164,22 @@ def stills_run(folder: Path, n: int):
     return untrained_run(folder, faceset, "frames")
 
 
-def memory_child(n: int, permutations: int, bootstrap: int) -> dict:
+def memory_child(n: int, permutations: int, bootstrap: int, keep: Path | None) -> dict:
     from interpret.aumap import run_au_map
     from interpret.cache import build_cache
 
     out = {"n": n}
     with tempfile.TemporaryDirectory() as tmp:
-        run = stills_run(Path(tmp), n)
+        folder = Path(tmp) if keep is None else keep / str(n)
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = any(folder.glob("activations/*.h5"))
+        run = stills_run(folder, n)
         out["process_mb"] = rss_bytes() / 2**20
-        for name, job in (("cache", lambda: build_cache(run, layer=3)),
-                          ("aumap", lambda: run_au_map(run, layer=3, aus="all", permutations=permutations,
-                                                       bootstrap=bootstrap))):
+        jobs = [("aumap", lambda: run_au_map(run, layer=3, aus="all", permutations=permutations,
+                                             bootstrap=bootstrap))]
+        if not kept:
+            jobs.insert(0, ("cache", lambda: build_cache(run, layer=3)))
+        for name, job in jobs:
             base = rss_bytes()
             start, cpu = time.perf_counter(), time.process_time()
             with PeakRSS() as peak:
@@ -183,19 +190,20 @@ def memory_child(n: int, permutations: int, bootstrap: int) -> dict:
     return out
 
 
-def memory(sizes: list[int], permutations: int, bootstrap: int) -> None:
+def memory(sizes: list[int], permutations: int, bootstrap: int, keep: Path | None) -> None:
     print(f"cache (relu3 maxima) and au-map (all planted AUs, {permutations} permutations, {bootstrap} bootstraps) "
           f"on synthetic 48x48 stills, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
     print("| N | process before MB | cache wall s / CPU s | cache CPU s per 1k | cache peak RSS added MB | "
           "au-map wall s / CPU s | au-map CPU s per 1k | au-map peak RSS added MB |")
     print("|---|---|---|---|---|---|---|---|")
     for n in sizes:
-        result = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--permutations",
-                                 str(permutations), "--bootstrap", str(bootstrap)], check=True, env=env(),
-                                capture_output=True, text=True)
+        command = [sys.executable, __file__, "--memory-child", str(n), "--permutations", str(permutations),
+                   "--bootstrap", str(bootstrap)] + ([] if keep is None else ["--keep", str(keep)])
+        result = subprocess.run(command, check=True, env=env(), capture_output=True, text=True)
         r = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"| {n} | {r['process_mb']:.0f} | {r['cache_s']:.1f} / {r['cache_cpu_s']:.1f} | "
-              f"{r['cache_cpu_s'] / n * 1000:.2f} | {r['cache_added_mb']:.0f} | {r['aumap_s']:.1f} / "
+        cache = (f"{r['cache_s']:.1f} / {r['cache_cpu_s']:.1f} | {r['cache_cpu_s'] / n * 1000:.2f} | "
+                 f"{r['cache_added_mb']:.0f}" if "cache_s" in r else "kept | - | -")
+        print(f"| {n} | {r['process_mb']:.0f} | {cache} | {r['aumap_s']:.1f} / "
               f"{r['aumap_cpu_s']:.1f} | {r['aumap_cpu_s'] / n * 1000:.2f} | {r['aumap_added_mb']:.0f} |", flush=True)
 
 
@@ -209,10 +217,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,5000,10000")
     parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--keep", type=Path, help="memory: keep each N's run and cache in KEEP/N and reuse them")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child is not None:
-        print(json.dumps(memory_child(args.memory_child, args.permutations, args.bootstrap)))
+        print(json.dumps(memory_child(args.memory_child, args.permutations, args.bootstrap, args.keep)))
     elif args.make_run is not None:
         make_run(args.make_run)
     elif args.part == "startup":
@@ -220,7 +229,7 @@ def main() -> None:
     elif args.part == "deconv":
         deconv(args.run, args.captum_seeds)
     elif args.part == "memory":
-        memory([int(s) for s in args.sizes.split(",")], args.permutations, args.bootstrap)
+        memory([int(s) for s in args.sizes.split(",")], args.permutations, args.bootstrap, args.keep)
     else:
         parser.error("give --make-run RUN, or --part")
 

@@ -36,7 +36,9 @@ class PeakRSS:
 
 def untrained_run(folder: Path, faceset, protocol: str):
     """A run of `faceset` with an untrained (seeded) zhu2019: the weights' values do not change
-    what the cache or au-map costs. Every fifth row is a test row, the rest train."""
+    what the cache or au-map costs. Every fifth row is a test row, the rest train. A folder that
+    already holds model.pt keeps it (the same seeded weights; rewriting would change its SHA-256,
+    the cache's key)."""
     from interpret.models import build_model
     from interpret.runs import Run, RunDataset, save_checkpoint, write_config
 
@@ -44,7 +46,8 @@ def untrained_run(folder: Path, faceset, protocol: str):
     torch.manual_seed(0)
     model = build_model("zhu2019", len(classes)).eval()
     config = {"arch": "zhu2019", "classes": classes, "size": 99, "protocol": protocol}
-    save_checkpoint(folder / "model.pt", model, {})
+    if not (folder / "model.pt").is_file():
+        save_checkpoint(folder / "model.pt", model, {})
     write_config(folder, config)
     split = np.where(np.arange(len(faceset)) % 5 == 0, "test", "train")
     return Run(path=folder, config=config, model=model, dataset=RunDataset(faceset, split, classes),

@@ -49,15 +49,29 @@ log = logging.getLogger(__name__)
 
 #: ε = EPSILON_FRACTION × median positive per-image maximum of the layer.
 EPSILON_FRACTION = 0.01
-#: Elements per working array in the vectorised top-n (bounds memory to tens of MB).
+#: Bytes of one working array: sets are scored, drawn and sorted in batches of about this size
+#: ((batch, N) int64, (batch, C, depth) uint8), which bounds the work memory to tens of MB.
 _BUDGET = 1 << 22
 
 
+def _batches(total: int, width: int) -> list[tuple[int, int]]:
+    """(start, count) covering range(total) in batches whose (count, width) int64 arrays hold _BUDGET bytes."""
+    step = max(1, _BUDGET // (8 * max(1, width)))
+    return [(s, min(step, total - s)) for s in range(0, total, step)]
+
+
 def epsilon_for(maxima) -> float:
-    """The ε of a layer: 1% of the median of its positive per-image maxima (1.0 if none)."""
+    """The ε of a layer: 1% of the median of its positive per-image maxima (1.0 if none).
+
+    The median is taken in float64 whatever the maxima's dtype (float32 from the cache gives
+    the same ε as its float64 copy)."""
     maxima = np.asarray(maxima)
     positive = maxima[maxima > 0]
-    return EPSILON_FRACTION * float(np.median(positive)) if positive.size else 1.0
+    if not positive.size:
+        return 1.0
+    middle = sorted({(positive.size - 1) // 2, positive.size // 2})
+    positive.partition(middle)
+    return EPSILON_FRACTION * float(np.median(positive[middle].astype(np.float64)))
 
 
 def pair_distance(top_in, top_out, epsilon: float) -> np.ndarray:
@@ -71,17 +85,25 @@ class RankedMaps:
 
     `distances` scores many sets at once (a batch of permuted or bootstrap-weighted labels)
     by looking only at the first M positions of each map's order, M grown until every set's
-    top n lies inside it.
+    top n lies inside it. Holds `order` (C, N) int32 and `values` (C, N) in the maxima's
+    float32 (as cached) or else float64: 8 bytes per entry for float32 maxima; what is read
+    off is float64, equal to the float64 maxima's.
     """
 
     def __init__(self, maxima):
-        maxima = np.asarray(maxima, dtype=np.float64)
+        maxima = np.asarray(maxima)
         if maxima.ndim != 2:
             raise ValueError(f"maxima must be (N, C), got {maxima.shape}")
-        order = np.argsort(-maxima, axis=0, kind="stable")
-        self.order = np.ascontiguousarray(order.T)  # (C, N)
-        self.values = np.ascontiguousarray(np.take_along_axis(maxima, order, axis=0).T)
-        self.n_maps, self.n_images = self.order.shape
+        if maxima.dtype != np.float32:
+            maxima = maxima.astype(np.float64)
+        self.n_images, self.n_maps = maxima.shape
+        self.order = np.empty((self.n_maps, self.n_images), np.int32 if self.n_images < 2**31 else np.int64)
+        self.values = np.empty((self.n_maps, self.n_images), maxima.dtype)
+        for s, count in _batches(self.n_maps, self.n_images):  # a block of maps at a time
+            block = maxima[:, s:s + count].T
+            order = np.argsort(-block, axis=1, kind="stable")
+            self.order[s:s + count] = order
+            self.values[s:s + count] = np.take_along_axis(block, order, axis=1)
 
     def top(self, weights, n: int) -> np.ndarray:
         """(B, C, n) n largest members per map of the weighted sets `weights` (B, N) ints; NaN-padded.
@@ -115,6 +137,36 @@ class RankedMaps:
     def distances(self, inside, outside, n: int, epsilon: float) -> np.ndarray:
         """(B, C) paper distance of each map for B pairs of weighted sets (B, N) each."""
         return pair_distance(self.top(inside, n), self.top(outside, n), epsilon)
+
+    def auroc(self, labels, rows) -> np.ndarray:
+        """(C,) `stats.auroc` of every map over the images `rows` (N,) bool for `labels` (N,) bool,
+        read off the stored order (no sort); equal to it, the rank sums being exact in float64."""
+        labels, rows = np.asarray(labels, dtype=bool), np.asarray(rows, dtype=bool)
+        m, n_pos = int(rows.sum()), int((labels & rows).sum())
+        n_neg = m - n_pos
+        if n_pos == 0 or n_neg == 0:
+            return np.full(self.n_maps, np.nan)
+        sums = np.empty(self.n_maps)
+        for s, count in _batches(self.n_maps, self.n_images):
+            order = self.order[s:s + count]
+            keep = rows[order]
+            sums[s:s + count] = _rank_sums(self.values[s:s + count][keep].reshape(count, m),
+                                           labels[order][keep].reshape(count, m))
+        return (sums - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _rank_sums(values, positive) -> np.ndarray:
+    """(B,) sum over `positive` (B, m) bool of the ascending average ranks (ties share theirs) of
+    `values` (B, m), each row sorted descending. A tie run at positions lo..hi has rank m − (lo + hi)/2."""
+    B, m = values.shape
+    index = np.arange(m)
+    first = np.ones((B, m), bool)
+    first[:, 1:] = values[:, 1:] != values[:, :-1]
+    last = np.ones((B, m), bool)
+    last[:, :-1] = first[:, 1:]
+    lo = np.maximum.accumulate(np.where(first, index, 0), axis=1)
+    hi = np.minimum.accumulate(np.where(last, index, m)[:, ::-1], axis=1)[:, ::-1]
+    return positive.sum(axis=1) * m - ((lo + hi) * positive).sum(axis=1) / 2
 
 
 def au_distance(maxima, present, n: int = 9, epsilon: float | None = None) -> np.ndarray:
@@ -197,16 +249,17 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
     all: frames whose AU is unknown are in neither set. `unit`: 'sequence' (labels of whole
     sequences permuted, the CK+ protocols) or 'circular' (per-frame labels shifted circularly
     within their sequence; see the module docstring). Each AU draws from its own seeded
-    streams ([seed, AU]), so AU1 gives the same numbers alone or within `--au all`.
+    streams ([seed, AU]), so AU1 gives the same numbers alone or within `--au all`. Memory: the
+    sorted maxima (`RankedMaps`) and batches of `_BUDGET` bytes, whatever the numbers of
+    permutations and bootstraps.
     """
     if unit not in PERMUTATION_UNITS:
         raise InterpretError(f"permutation unit must be one of {', '.join(PERMUTATION_UNITS)}, got {unit!r}")
-    maxima = np.asarray(maxima, dtype=np.float64)
     known_all = np.ones(np.shape(aus), bool) if known is None else np.asarray(known, dtype=bool)
     present_all = np.asarray(aus).astype(bool) & known_all
     au_codes = [int(a) for a in au_codes]
-    ranked = RankedMaps(maxima)
     eps = epsilon_for(maxima)
+    ranked = RankedMaps(maxima)
     seq_index, seq_aus, carrier = sequence_structure(sequence, present_all, frame)
     _, subject_index = np.unique(np.asarray(subject).astype(str), return_inverse=True)
     counts, conditional = cooccurrence(present_all)
@@ -229,31 +282,31 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
         best = int(np.argmax(distance))
         order = np.argsort(-distance, kind="stable")
 
+        # permutations and bootstraps are drawn batch by batch: the same streams as one (P, S) draw
         rng_perm = np.random.default_rng([seed, int(code), 0])
-        if unit == "sequence":
-            perms = stats.permutations(len(seq_aus), permutations, rng_perm)
-        else:
-            sizes = np.bincount(seq_index, minlength=len(seq_aus))
-            shifts = (rng_perm.random((permutations, len(seq_aus))) * sizes).astype(np.int64)
+        sizes = np.bincount(seq_index, minlength=len(seq_aus))
         null = np.empty((permutations, ranked.n_maps))
-        step = max(1, _BUDGET // max(1, len(present)))
-        for s in range(0, permutations, step):
+        for s, count in _batches(permutations, len(present)):
             if unit == "sequence":
-                labels = permuted_labels(seq_aus[:, a], seq_index, carrier, perms[s:s + step])
+                perms = stats.permutations(len(seq_aus), count, rng_perm)
+                labels = permuted_labels(seq_aus[:, a], seq_index, carrier, perms)
                 outside = known_a & (labels == 0)
             else:
-                source = circular_sources(seq_index, frame, shifts[s:s + step])
+                shifts = (rng_perm.random((count, len(seq_aus))) * sizes).astype(np.int64)
+                source = circular_sources(seq_index, frame, shifts)
                 labels, outside = present[source], absent[source]
-            null[s:s + step] = ranked.distances(labels.astype(np.uint8), outside.astype(np.uint8), n, eps)
+            null[s:s + count] = ranked.distances(labels.astype(np.uint8), outside.astype(np.uint8), n, eps)
         null_max = null.max(axis=1) if permutations else np.zeros(0)
         p_map = stats.permutation_pvalues(distance, null)
         p_family = float(stats.permutation_pvalues(distance[best], null_max))
 
-        auroc = stats.auroc(maxima[known_a], present[known_a])
+        auroc = ranked.auroc(present, known_a)
 
         rng_boot = np.random.default_rng([seed, int(code), 1])
-        weights = stats.cluster_bootstrap_weights(subject_index, bootstrap, rng_boot)
-        boot = ranked.distances(weights * present, weights * absent, n, eps) if bootstrap else None
+        boot = np.empty((bootstrap, ranked.n_maps))
+        for s, count in _batches(bootstrap, len(present)):
+            weights = stats.cluster_bootstrap_weights(subject_index, count, rng_boot)
+            boot[s:s + count] = ranked.distances(weights * present, weights * absent, n, eps)
         winners = np.bincount(boot.argmax(axis=1), minlength=ranked.n_maps) if bootstrap else None
 
         others = [b for b in range(len(au_codes)) if b != a and counts[a, b] > 0]
@@ -426,7 +479,8 @@ def run_au_map(run, *, layer=None, aus="all", n: int = 9, k: int = 9, permutatio
     if len(faceset.images) != len(cache["max"]):
         raise InterpretError(f"{run.path}: activation cache has {len(cache['max'])} images, the run's "
                              f"data {len(faceset.images)}; rebuild the cache")
-    results = au_statistics(cache["max"], cache["aus"], cache["au_codes"], cache["sequence"],
+    # popped: the maxima are freed before the deconvolution reads the cache again
+    results = au_statistics(cache.pop("max"), cache["aus"], cache["au_codes"], cache["sequence"],
                             cache["frame"], cache["subject"], codes, n=n, permutations=permutations,
                             bootstrap=bootstrap, seed=seed, layer=layer, known=known, unit=unit)
     model_file = Path(run.path) / "model.pt"

@@ -344,7 +344,7 @@ def deconvolve_top(run, layer=None, top: int = 9, maps="all", rule: str = "decon
     if len(rows) < top:
         raise InterpretError(f"{cache.path}: top {top} asked for, but only {len(rows)} images "
                              f"{'' if split_used == 'all' else f'in split {split_used!r} '}are cached")
-    order = np.argsort(-cache.max[rows][:, chosen], axis=0, kind="stable")[:top]
+    order = np.argsort(-cache.max[:, chosen][rows], axis=0, kind="stable")[:top]
     image_index = rows[order].T  # (M, k)
     activation = cache.max[image_index, chosen[:, None]]
     position = cache.argmax[image_index, chosen[:, None]].astype(np.int64)

@@ -51,14 +51,18 @@ def permutation_pvalues(observed, null) -> np.ndarray:
 
 
 def permutations(n_items: int, count: int, rng: np.random.Generator) -> np.ndarray:
-    """(count, n_items) int array, each row an independent uniform permutation of range(n_items)."""
-    return rng.permuted(np.tile(np.arange(n_items), (count, 1)), axis=1)
+    """(count, n_items) int array, each row an independent uniform permutation of range(n_items).
+
+    Rows are drawn one after another from `rng`: two calls of count a and b give the rows of one of a + b."""
+    rows = np.tile(np.arange(n_items), (count, 1))
+    return rng.permuted(rows, axis=1, out=rows)
 
 
 def cluster_bootstrap_weights(groups, count: int, rng: np.random.Generator) -> np.ndarray:
     """(count, N) multiplicities of N items when whole groups are resampled with replacement.
 
     `groups` (N,) are integer group ids 0..G-1 (e.g. subjects); each resample draws G groups.
+    Resamples are drawn one after another from `rng`, as in `permutations`.
     """
     groups = np.asarray(groups)
     n_groups = int(groups.max()) + 1 if groups.size else 0

@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import tracemalloc
 from types import SimpleNamespace
 
 import numpy as np
@@ -70,6 +71,41 @@ def test_bootstrap_weighted_distance_matches_oracle_on_resampled_data():
     for b in range(8):
         rows = np.repeat(np.arange(120), weights[b])
         assert np.allclose(got[b], oracle_distance(maxima[rows], present[rows], 9, eps))
+
+
+def test_ranked_maps_of_float32_read_off_the_float64_numbers_and_auroc_equals_stats():
+    rng = np.random.default_rng(10)
+    maxima = (rng.integers(0, 6, size=(90, 7)) / 3).astype(np.float32)  # many ties
+    ranked, wide = aumap.RankedMaps(maxima), aumap.RankedMaps(maxima.astype(np.float64))
+    assert ranked.order.dtype == np.int32 and ranked.values.dtype == np.float32
+    assert np.array_equal(ranked.order, wide.order)
+    weights = rng.integers(0, 3, size=(5, 90))
+    assert np.array_equal(ranked.top(weights, 4), wide.top(weights, 4), equal_nan=True)
+    labels, rows = rng.random(90) < 0.3, rng.random(90) < 0.8
+    expected = stats.auroc(maxima[rows].astype(np.float64), labels[rows])
+    assert ranked.auroc(labels, rows).tolist() == expected.tolist()
+    assert np.isnan(ranked.auroc(np.zeros(90, bool), rows)).all()
+    assert aumap.epsilon_for(maxima) == aumap.epsilon_for(maxima.astype(np.float64))
+
+
+def test_au_statistics_memory_does_not_grow_with_permutations_or_bootstraps():
+    rng = np.random.default_rng(11)
+    N = 20000
+    maxima = rng.random((N, 4)).astype(np.float32)
+    aus = (rng.random((N, 1)) < 0.3).astype(np.uint8)
+    ids = np.arange(N).astype(str)
+
+    def peak(permutations, bootstrap):
+        tracemalloc.start()
+        try:
+            aumap.au_statistics(maxima, aus, [1], ids, np.ones(N), ids, [1], permutations=permutations,
+                                bootstrap=bootstrap)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    # beyond a few batches (26 rows of 20,000 each) more draws cost no memory (a (P, N) int64 draw would)
+    assert peak(800, 240) < 1.5 * peak(100, 30)
 
 
 def test_epsilon_handles_all_zero_maps_and_scales_with_the_layer():
@@ -244,7 +280,7 @@ def test_au_map_writes_outputs_and_merges_csv(tmp_path, monkeypatch):
     run = SimpleNamespace(path=tmp_path, dataset=SimpleNamespace(faceset=faceset, spec=PAPER_INPUT))
     cache = {"layer": "relu3", "max": maxima.astype(np.float32), "aus": aus, "au_codes": np.array([1, 2]),
              "subject": subject, "sequence": seq, "frame": frame}
-    monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: cache)
+    monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: dict(cache))  # fresh, as the real one
 
     def fake_deconv(run, layer, maps, k):
         return {m: {"projection": rng.normal(size=(k, 96, 96)), "image_index": np.argsort(-maxima[:, m])[:k],
@@ -281,7 +317,7 @@ def test_au_map_all_skips_aus_without_images(tmp_path, monkeypatch):
     run = SimpleNamespace(path=tmp_path, dataset=SimpleNamespace(faceset=faceset, spec=PAPER_INPUT))
     cache = {"layer": "relu3", "max": maxima, "aus": aus, "au_codes": np.array([1, 2, 4]), "subject": subject,
              "sequence": seq, "frame": frame}
-    monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: cache)
+    monkeypatch.setattr(aumap, "_load_cache", lambda run, layer: dict(cache))  # fresh, as the real one
     monkeypatch.setattr(aumap, "_deconvolve", lambda run, layer, maps, k: {m: {
         "projection": np.ones((k, 96, 96)), "image_index": np.arange(k), "rf_box": np.zeros((k, 4), int)}
         for m in maps})

@@ -39,6 +39,15 @@ def test_permutations_are_permutations_and_seeded():
     assert len({tuple(r) for r in a}) > 40
 
 
+def test_permutations_and_bootstrap_weights_drawn_in_batches_equal_one_draw():
+    groups = np.array([0, 0, 1, 2, 2, 2, 3, 4])
+    for draw in (lambda count, rng: stats.permutations(9, count, rng),
+                 lambda count, rng: stats.cluster_bootstrap_weights(groups, count, rng)):
+        rng = np.random.default_rng(7)
+        batches = [draw(count, rng) for count in (3, 1, 5, 2)]
+        assert np.array_equal(np.concatenate(batches), draw(11, np.random.default_rng(7)))
+
+
 def test_cluster_bootstrap_weights_resample_whole_groups():
     groups = np.array([0, 0, 0, 1, 2, 2, 3])
     w = stats.cluster_bootstrap_weights(groups, 100, np.random.default_rng(4))
