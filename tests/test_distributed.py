@@ -30,7 +30,9 @@ RUN_FILES = {"model.pt", "config.json", "metrics.json", "history.csv", "dataset.
 #: agree within run-to-run noise only. Measured (benchmarks/compare_ddp.py, BENCHMARKS.md): final
 #: train loss 1.516 vs 1.523 (another seed: 1.812); on this tiny set the weights' distance is 0.97 of
 #: the distance they moved from the shared init (0.78 on 20 subjects), as the noise dominates 2 epochs.
-LOSS_TOLERANCE = 0.25
+#: With planted detectors the train loss includes the planting loss, standardized within each
+#: rank's half of the batch (a different batch statistic): here 7.07 vs 6.75 (4.7%), hence relative.
+LOSS_TOLERANCE = 0.15
 WEIGHT_TOLERANCE = 1.5
 
 
@@ -92,7 +94,7 @@ def test_two_processes_match_one_within_tolerance(ddp_run, tmp_path):
     h_ddp, h_one = history(ddp_run), history(single)
     assert len(h_ddp) == len(h_one) == 2
     assert torch.isfinite(torch.tensor(h_ddp + h_one)).all()  # small per-rank batches: no NaN from planting
-    assert abs(h_ddp[-1][1] - h_one[-1][1]) < LOSS_TOLERANCE  # final train loss
+    assert abs(h_ddp[-1][1] - h_one[-1][1]) < LOSS_TOLERANCE * h_one[-1][1]  # final train loss
     start = torch.cat([v.flatten() for v in weights(single).values()])
     torch.manual_seed(ARGS["seed"])
     init = torch.cat([v.flatten() for v in build_model(ARGS["arch"], len(config_one["classes"])).state_dict().values()])
