@@ -145,6 +145,16 @@ def test_bp4d_bad_value_names_file_and_line(face_frames, tmp_path):
         read_bp4d(root, crop="none")
 
 
+def test_bp4d_blank_rows_are_skipped_and_a_short_row_names_its_line(face_frames, tmp_path):
+    frames, _ = face_frames
+    header = "frame,AU01,AU02,AU04,AU12,AU25"
+    root = write_bp4d(tmp_path / "ok", frames, ["100,0,1,9,1,0", "", "101,0,1,0,1,0"], header=header)
+    assert len(read_bp4d(root, crop="none")) == 2
+    root = write_bp4d(tmp_path / "short", frames, ["100,0,1,9,1,0", "", "101,0,1"], header=header)
+    with pytest.raises(InterpretError, match=r"F001_T1\.csv:4: 3 fields, the header has 6"):
+        read_bp4d(root, crop="none")
+
+
 # --- OpenFace 2 and py-feat ------------------------------------------------------------------
 
 def openface_csv(marks, presence, success, old_header: bool):
@@ -200,6 +210,17 @@ def test_openface_several_faces_in_a_frame_is_an_error_naming_the_line(face_fram
     write_video(tmp_path / "clip.avi", frames)
     (tmp_path / "clip.csv").write_text("\n".join(text) + "\n")
     with pytest.raises(InterpretError, match=r"clip\.csv:4: several rows for frame 2"):
+        load_faceset(tmp_path / "clip.csv")
+
+
+def test_openface_short_row_names_its_line(face_frames, write_video, tmp_path):
+    frames, marks = face_frames
+    text = openface_csv(marks, [False] * 12, [True] * 12, old_header=False).splitlines()
+    text[3] = ",".join(text[3].split(",")[:5])
+    write_video(tmp_path / "clip.avi", frames)
+    (tmp_path / "clip.csv").write_text("\n".join(text) + "\n")
+    width = len(text[0].split(","))
+    with pytest.raises(InterpretError, match=rf"clip\.csv:4: 5 fields, the header has {width}"):
         load_faceset(tmp_path / "clip.csv")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from interpret.data.faceset import ABSENT, UNKNOWN, FaceSet
 from interpret.data.folders import IMAGE_SUFFIXES, read_grey
-from interpret.data.frames import FrameCutter, FrameRows, check_step
+from interpret.data.frames import FrameCutter, FrameRows, check_step, csv_rows
 from interpret.errors import InterpretError, located
 from interpret.progress import progress_bar
 
@@ -53,12 +53,7 @@ def read_occurrence_csv(path) -> tuple[list[int], dict[int, dict[int, int]]]:
             if len(set(aus)) != len(aus):
                 raise located(path, "an AU column appears twice in the header", 1)
             frames: dict[int, dict[int, int]] = {}
-            for row in reader:
-                line = reader.line_num
-                if not any(c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise located(path, f"{len(row)} fields, the header has {len(header)}", line)
+            for line, row in csv_rows(reader, path, len(header)):
                 frame = row[0].strip()
                 if not frame.isdigit():
                     raise located(path, f"frame {frame!r} is not a frame number", line)

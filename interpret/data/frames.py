@@ -149,6 +149,17 @@ class FrameRows:
         )
 
 
+def csv_rows(reader, path, width: int):
+    """(line number, row) of a csv.reader's data rows, blank rows skipped; a row of another
+    width than the header's `width` is a located error."""
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != width:
+            raise located(path, f"{len(row)} fields, the header has {width}", reader.line_num)
+        yield reader.line_num, row
+
+
 def check_threshold(value, low: float, high: float, what: str) -> float:
     value = float(value)
     if not low <= value <= high:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from interpret.data.faceset import ABSENT, UNKNOWN, FaceSet
-from interpret.data.frames import FrameCutter, FrameRows, check_step, check_threshold, video_frames
+from interpret.data.frames import FrameCutter, FrameRows, check_step, check_threshold, csv_rows, video_frames
 from interpret.errors import InterpretError, located
 from interpret.progress import progress_bar
 
@@ -113,12 +113,7 @@ def read_au_csv(path, au_from: str = "c", threshold: float | None = None):
             ys = [column.get(f"y_{i}") for i in range(68)]
             has_marks = all(c is not None for c in xs + ys)
             rows, unusable = {}, {}
-            for row in reader:
-                line = reader.line_num
-                if not any(c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise located(path, f"{len(row)} fields, the header has {len(header)}", line)
+            for line, row in csv_rows(reader, path, len(header)):
                 frame = _number(path, line, "frame", row[column["frame"]])
                 if not (frame == frame and frame == int(frame)):
                     raise located(path, f"frame {row[column['frame']].strip()!r} is not a frame number", line)
