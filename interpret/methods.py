@@ -44,10 +44,11 @@ PROBE_L1 = 0.01
 
 def distance_scores(maxima, presence, n: int = 9) -> tuple[np.ndarray, np.ndarray]:
     """(paper distance (A, C), directional distance (A, C)) for presence (N, A) in one pass."""
-    ranked = RankedMaps(maxima)
-    eps = epsilon_for(maxima)
-    inside = np.asarray(presence).astype(bool).T.astype(np.int64)
-    return _distances(ranked, inside, n, eps)
+    return _distances(RankedMaps(maxima), _inside(presence), n, epsilon_for(maxima))
+
+
+def _inside(presence) -> np.ndarray:
+    return np.asarray(presence).astype(bool).T.astype(np.int64)
 
 
 def _distances(ranked: RankedMaps, inside, n: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -252,9 +253,9 @@ def probe_scores(maxima, presence, subject, folds: int = 5, l1: float = PROBE_L1
 # ---------------------------------------------------------------- permutation null
 
 
-class NullInputs:
-    """What every AU's permutation null reuses: each map's sorted maxima, their column ranks, the
-    standardized maxima and the probe's step (computed once per layer, not once per AU)."""
+class SharedMaxima:
+    """A layer's per-image maxima prepared once for all AUs, their scores and permutation nulls:
+    each map's sorted maxima, their column ranks, the standardized maxima and the probe's step."""
 
     def __init__(self, maxima):
         maxima = np.asarray(maxima, dtype=np.float64)
@@ -270,17 +271,25 @@ class NullInputs:
             self._step = probe_step(self.X)
         return self._step
 
+    def distance_scores(self, presence, n: int = 9) -> tuple[np.ndarray, np.ndarray]:
+        """As `distance_scores`, from the shared sorted maxima."""
+        return _distances(self.ranked, _inside(presence), n, self.epsilon)
+
+    def auroc_scores(self, presence) -> np.ndarray:
+        """As `auroc_scores`, from the shared ranks."""
+        return _auroc_from_ranks(self.ranks, np.asarray(presence).astype(bool).T)
+
 
 def permutation_null(maxima, presence, sequence, frame, au_index: int, perms: np.ndarray, n: int = 9,
                      iou_counts=None, probe_permutations: int = 0, l1: float = PROBE_L1,
-                     inputs: NullInputs | None = None) -> dict:
+                     inputs: SharedMaxima | None = None) -> dict:
     """Per method, the (P,) maximum over maps of its score under sequence-level permutations of one AU.
 
     perms (P, S) permute the sequences (as `aumap.au_statistics`); the probe is refitted on the
     first `probe_permutations` of them only (one fit per permutation, all at once). `inputs`:
-    the layer's `NullInputs`, shared across AUs.
+    the layer's `SharedMaxima`, shared across AUs.
     """
-    inputs = inputs or NullInputs(maxima)
+    inputs = inputs or SharedMaxima(maxima)
     present_all = np.asarray(presence).astype(bool)
     seq_index, seq_aus, carrier = sequence_structure(sequence, present_all, frame)
     labels = permuted_labels(seq_aus[:, au_index], seq_index, carrier, perms)

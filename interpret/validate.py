@@ -102,8 +102,9 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
     au_codes = [int(c) for c in au_codes]
     usable = [a for a in range(len(au_codes)) if 0 < presence[:, a].sum() < len(presence)]
     pres = presence[:, usable]
-    paper, directional = methods.distance_scores(maxima, pres, n)
-    auroc = methods.auroc_scores(maxima, pres)
+    shared = methods.SharedMaxima(maxima)
+    paper, directional = shared.distance_scores(pres, n)
+    auroc = shared.auroc_scores(pres)
     probe = methods.probe_scores(maxima, pres, subject, seed=seed)
     scores = {"distance": paper, "directional": directional, "auroc": auroc, "probe": probe["coef"]}
     loc = None
@@ -111,7 +112,6 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
         inter, fired, area = counts
         loc = methods.iou_scores((inter[:, usable], fired, area[:, usable]), pres)
         scores["iou"] = loc["iou"]
-    shared = methods.NullInputs(maxima)
     _, seq_index = np.unique(np.asarray(sequence).astype(str), return_inverse=True)
     n_seq = int(seq_index.max()) + 1
     counts_co, _ = cooccurrence(presence)
