@@ -132,8 +132,9 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images
     Each batch is augmented on the device with `transform(batch, generator)`; `lr_at(step)` sets
     the learning rate before every step; `loss_fn(logits, targets, model)` (default cross-entropy)
     is minimised, plus `auxiliary(outputs, index)` if given: a loss computed from the outputs of
-    its `layers` (retained, not detached) for batch rows `index` of `images`. `order`: the rows to
-    visit (default: a permutation drawn from `generator`; under torchrun, the rank's shard).
+    its `layers` (retained, not detached; their inputs where it sets `inputs`) for batch rows
+    `index` of `images`. `order`: the rows to visit (default: a permutation drawn from
+    `generator`; under torchrun, the rank's shard).
     Returns the mean training loss and accuracy (one host read).
     """
     device = images.device
