@@ -33,7 +33,7 @@ import torch
 import interpret
 from interpret.data import transforms
 from interpret.errors import InterpretError, located
-from interpret.io import atomic_path, sha256_file
+from interpret.io import atomic_path
 from interpret.layers import choose_layer, layer_output
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def fingerprints(run, layer: str) -> dict:
     preprocessing = {"size": run.config.get("size"), "protocol": run.config.get("protocol"),
                      "transform": transforms_id(), "input": data.spec.to_dict()}
     return {
-        "model_sha256": sha256_file(model_file),
+        "model_sha256": run.model_sha256,
         "layer": str(layer),
         "arch": str(run.config.get("arch")),
         "dataset": data.faceset.fingerprint(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -45,10 +46,12 @@ def main(
                                  help="Print the version and exit"),
 ):
     """What has a facial-expression CNN learned, and does it match FACS action units?"""
-    # The command line draws figures into files only: it picks matplotlib's non-GUI backend.
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # The command line draws figures into files only: it picks matplotlib's non-GUI backend
+    # (without importing matplotlib, which most commands never need).
+    if "matplotlib" in sys.modules:
+        sys.modules["matplotlib"].use("Agg")
+    else:
+        os.environ["MPLBACKEND"] = "Agg"
 
 
 def command(name: str | None = None):

@@ -44,8 +44,10 @@ from interpret.layers import choose_layer, resolve_layer
 
 
 RULES = ("deconvnet", "gradient", "guided")
-#: Seeds per batched pass; bounds memory (about 200 MB for zhu2019 layer 3).
-CHUNK = 256
+#: Seeds per batched pass. At 64 the largest temporary of zhu2019 layer 3 is 13 MB, under glibc's
+#: mmap threshold: freed buffers are reused, where 256 (51 MB ones) page-faulted every buffer
+#: afresh and took a third longer on the CPU.
+CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -352,11 +354,15 @@ def deconvolve_top(run, layer=None, top: int = 9, maps="all", rule: str = "decon
     live = np.flatnonzero(activation.ravel() > 0)  # a zero activation projects to zero
     unique, owner = np.unique(image_index.ravel()[live], return_inverse=True)
     height, width = run.dataset.images(0, 1).shape[-2:]
-    projection = np.zeros((seeds.shape[0], height, width), np.float32)
+    projection = np.zeros((seeds.shape[0], height, width), np.float32) if len(live) < len(seeds) else None
     if len(live):
         images = _dataset_images(run.dataset, unique)
         unit = project(run.model, name, images, seeds[live], rule=rule, owner=owner).cpu().numpy()
-        projection[live] = unit * activation.ravel()[live, None, None]
+        unit *= activation.ravel()[live, None, None]
+        if projection is None:
+            projection = unit
+        else:
+            projection[live] = unit
     return {
         "projection": projection.reshape(len(chosen), top, height, width),
         "image_index": image_index.astype(np.int64),
@@ -496,9 +502,11 @@ def _write_sheets(run, layer: str, field, result: dict, folder: Path) -> None:
 
 
 def _png(image: np.ndarray) -> bytes:
+    """Lossless PNG; zlib's filtered strategy suits these sheets (flat tiles, smooth maps): a
+    third of OpenCV's default (RLE) size, in less time."""
     import cv2
 
-    ok, data = cv2.imencode(".png", image)
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_FILTERED])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return data.tobytes()

@@ -28,8 +28,7 @@ from interpret.data.transforms import InputSpec, evaluate
 from interpret.errors import InterpretError, located
 from interpret.io import sha256_file
 from interpret.layers import layer_shorthands, resolve_layer, retain
-from interpret.models import build_model
-from interpret.runs import load_checkpoint, read_config, run_input
+from interpret.runs import load_checkpoint, read_config, restored_model, run_input
 
 
 DETECTORS = {
@@ -134,10 +133,9 @@ def load_predict_run(path) -> PredictRun:
     """The model, classes, input and extras of a run directory (its dataset is not loaded)."""
     path = Path(path)
     config = read_config(path)
-    blob = load_checkpoint(path / "model.pt")
+    blob = load_checkpoint(path / "model.pt", mmap=True)
     try:
-        model = build_model(config["arch"], len(config["classes"]))
-        model.load_state_dict(blob["state_dict"])
+        model = restored_model(config, blob["state_dict"])
     except (RuntimeError, ValueError) as err:
         raise located(path / "model.pt", f"weights do not fit architecture {config.get('arch')!r} "
                                          f"({str(err).splitlines()[0]})") from None

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 from interpret.data import load_faceset
 from interpret.data.faceset import FaceSet, UNLABELLED
@@ -23,7 +24,7 @@ from interpret.data.splits import assign_split
 from interpret.data.transforms import InputSpec, PAPER_INPUT, evaluate
 from interpret.datastore import read_dataset, write_dataset
 from interpret.errors import InterpretError, located
-from interpret.io import atomic_path, write_json
+from interpret.io import atomic_path, sha256_file, write_json
 from interpret.models import build_model, input_spec
 
 
@@ -34,13 +35,15 @@ def save_checkpoint(path, model: torch.nn.Module, meta: dict) -> None:
         torch.save({"state_dict": state, "meta": meta}, tmp)
 
 
-def load_checkpoint(path) -> dict:
-    """Load a checkpoint with `weights_only=True`; pickled code or objects are refused."""
+def load_checkpoint(path, mmap: bool = False) -> dict:
+    """Load a checkpoint with `weights_only=True`; pickled code or objects are refused. `mmap`
+    maps the file instead of reading it: only the weights a command touches are read (privately:
+    writes to them never reach the file)."""
     path = Path(path)
     if not path.is_file():
         raise located(path, "checkpoint not found")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise located(path, f"refusing to load: the checkpoint holds pickled code or objects ({first})") from None
@@ -144,6 +147,18 @@ class Run:
     def model_file(self) -> Path:
         return self.path / "model.pt"
 
+    _model_digest: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def model_sha256(self) -> str:
+        """SHA-256 of the checkpoint; read again only when the file changed (size, time, inode)."""
+        stat = self.model_file.stat()
+        key = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if key not in self._model_digest:
+            self._model_digest.clear()
+            self._model_digest[key] = sha256_file(self.model_file)
+        return self._model_digest[key]
+
 
 def read_config(path) -> dict:
     path = Path(path)
@@ -205,6 +220,26 @@ def fresh_model(config: dict) -> torch.nn.Module:
     return build_model(config["arch"], len(config["classes"]))
 
 
+class _SkipParameterInit(TorchFunctionMode):
+    """While a model is built for weights it is about to receive: its parameters' random
+    initialisers (`uniform_`, `normal_`) do nothing. Buffers are initialised as usual."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.uniform_, torch.Tensor.normal_) and isinstance(args[0], torch.nn.Parameter):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def restored_model(config: dict, state: dict) -> torch.nn.Module:
+    """The run's model holding the weights `state` (every parameter must be there), which it
+    takes as they are (with a mapped checkpoint: read only where used); no random
+    initialisation is spent on parameters about to be replaced."""
+    with _SkipParameterInit():
+        model = fresh_model(config)
+    model.load_state_dict(state, assign=True)
+    return model
+
+
 def run_data(path, config: dict, refresh: bool = False) -> tuple[FaceSet, np.ndarray]:
     """A run's (FaceSet, split): read from `RUN/dataset.h5`, or (absent, or `refresh`) rebuilt
     from the source the config names and stored there."""
@@ -222,10 +257,9 @@ def load_run(path, device: str = "cpu", refresh_data: bool = False) -> Run:
     written on first use for older runs; `refresh_data` re-reads the source and rewrites it)."""
     path = Path(path)
     config = read_config(path)
-    blob = load_checkpoint(path / "model.pt")
-    model = fresh_model(config)
+    blob = load_checkpoint(path / "model.pt", mmap=True)
     try:
-        model.load_state_dict(blob["state_dict"])
+        model = restored_model(config, blob["state_dict"])
     except RuntimeError as err:
         raise located(path / "model.pt", f"weights do not fit architecture {config['arch']!r} "
                       f"({str(err).splitlines()[0]})") from None

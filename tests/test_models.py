@@ -62,3 +62,36 @@ def test_forward_uses_the_relu_modules():
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("vgg", 7)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_restored_model_equals_a_loaded_fresh_one(arch, tmp_path):
+    """load_run's restore (initialisers skipped, mapped checkpoint assigned) gives the model
+    the checkpoint holds: every parameter and buffer equal, trainable, outputs equal."""
+    from interpret.runs import load_checkpoint, restored_model, save_checkpoint
+
+    torch.manual_seed(0)
+    trained = build_model(arch, 7).eval()
+    save_checkpoint(tmp_path / "model.pt", trained, {})
+    config = {"arch": arch, "classes": list(range(7))}
+    restored = restored_model(config, load_checkpoint(tmp_path / "model.pt", mmap=True)["state_dict"]).eval()
+    want, got = trained.state_dict(), restored.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert all(p.requires_grad for p in restored.parameters())
+    spec = ARCHITECTURES[arch].input
+    x = torch.randn(2, spec.channels, spec.size, spec.size)
+    with torch.no_grad():
+        assert torch.equal(trained(x), restored(x))
+    # the initialisers work again once the model is built
+    fresh = torch.empty(1000)
+    assert float(fresh.uniform_(2.0, 3.0).min()) >= 2.0
+
+
+def test_restored_model_refuses_a_checkpoint_missing_a_parameter(tmp_path):
+    from interpret.runs import restored_model
+
+    state = build_model("zhu2019", 7).state_dict()
+    state.pop(next(iter(state)))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        restored_model({"arch": "zhu2019", "classes": list(range(7))}, state)
