@@ -8,7 +8,10 @@ map); `map_shape` attribute (H, W); `emotion` (N,) class index (-1 unlabelled), 
 uint8 presence, `au_codes` (A,),
 `subject`, `sequence` (N,) str, `frame` (N,) int64, `split` (N,) str; with ``store_maps=True`` also
 `maps` (N, C, H, W) float16, one image per chunk, lzf-compressed (values above float16's
-range saturate, with a warning). Its attributes fingerprint
+range saturate, with a warning); `top_values` (C, k) float32, each map's k largest values over
+all rows, k = ceil(`top_quantile` x N x H x W) (`interpret.quantiles.TopQuantile`; the k-th is
+NetDissect's top-quantile threshold, so `interpret validate` streams the layer once, not twice).
+Its attributes fingerprint
 what it was computed from (model.pt's SHA-256, layer name, architecture, dataset, labels and
 split, preprocessing including the input spec, package version); `open_cache` rebuilds the file whenever one differs.
 
@@ -35,6 +38,7 @@ from interpret.data import transforms
 from interpret.errors import InterpretError, located
 from interpret.io import atomic_path
 from interpret.layers import choose_layer, layer_output
+from interpret.quantiles import IOU_QUANTILE, TopQuantile, top_k
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,7 @@ def build_cache(run, layer=None, store_maps: bool = False, batch_size: int = 128
         h5.create_dataset("frame", data=np.asarray(fs.frame[first:last], dtype=np.int64))
         out_max = out_arg = out_maps = None
         overflow = False
+        top = TopQuantile(len(data), IOU_QUANTILE)  # k of all rows: shards' top values merge exactly
         flags = (torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if device.type == "cuda"
                  else contextlib.nullcontext())
         with torch.inference_mode(), flags:
@@ -131,6 +136,7 @@ def build_cache(run, layer=None, store_maps: bool = False, batch_size: int = 128
                     if store_maps:
                         out_maps = h5.create_dataset("maps", (n, c, h, w), np.float16, chunks=(1, c, h, w),
                                                      compression="lzf")
+                top.update(act)
                 values, flat = act.reshape(b, c, h * w).max(dim=2)
                 out_max[start:stop] = values.float().cpu().numpy()
                 out_arg[start:stop] = torch.stack([flat // w, flat % w], -1).int().cpu().numpy()
@@ -141,6 +147,8 @@ def build_cache(run, layer=None, store_maps: bool = False, batch_size: int = 128
                     out_maps[start:stop] = act.clamp(max=FLOAT16_MAX).half().cpu().numpy()
         if out_max is None:
             raise located(path, "the run's dataset is empty: nothing to cache")
+        h5.create_dataset("top_values", data=top.values.cpu().numpy())
+        h5.attrs["top_quantile"] = IOU_QUANTILE
     return path
 
 
@@ -160,7 +168,16 @@ class ActivationCache:
     frame: np.ndarray
     split: np.ndarray
     has_maps: bool
+    top_values: np.ndarray | None = None
     _file: h5py.File | None = field(default=None, repr=False)
+
+    def thresholds(self, quantile: float) -> np.ndarray | None:
+        """(C,) each map's top-`quantile` threshold from `top_values`; None if the cache holds
+        another quantile's (or, older, none)."""
+        if self.top_values is None or self.attrs.get("top_quantile") != quantile:
+            return None
+        k = top_k(quantile, len(self.max), self.attrs["map_shape"])
+        return self.top_values[:, k - 1].astype(np.float64) if self.top_values.shape[1] >= k else None
 
     @property
     def layer(self) -> str:
@@ -202,10 +219,11 @@ def read_cache(path) -> ActivationCache:
                 arrays[name] = h5[name].asstr()[()].astype(str)
             attrs = {key: (value.item() if isinstance(value, np.generic) else value) for key, value in h5.attrs.items()}
             has_maps = "maps" in h5
+            top_values = h5["top_values"][()] if "top_values" in h5 else None
     except (OSError, KeyError, ValueError, RuntimeError) as err:
         reason = str(err).split("(", 1)[-1].rstrip(")") if "(" in str(err) else str(err)
         raise located(path, f"unreadable HDF5 file, truncated or not HDF5 ({reason})") from None
-    return ActivationCache(path=path, attrs=attrs, has_maps=has_maps, **arrays)
+    return ActivationCache(path=path, attrs=attrs, has_maps=has_maps, top_values=top_values, **arrays)
 
 
 def open_cache(run, layer=None, store_maps: bool = False) -> ActivationCache:

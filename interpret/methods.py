@@ -29,12 +29,11 @@ from scipy.stats import rankdata
 from interpret import stats
 from interpret.aumap import RankedMaps, epsilon_for, pair_distance, permuted_labels, sequence_structure
 from interpret.layers import layer_output, resolve_layer
+from interpret.quantiles import IOU_QUANTILE, TopQuantile
 
 #: Methods computed from per-image maxima alone (no model needed).
 MAXIMA_METHODS = ("distance", "directional", "auroc", "probe")
 METHODS = ("distance", "directional", "auroc", "iou", "probe")
-#: NetDissect's default top quantile of a map's activations over the dataset.
-IOU_QUANTILE = 0.005
 #: L1 penalty of the probe (on standardized maxima, mean logistic loss).
 PROBE_L1 = 0.01
 
@@ -97,22 +96,12 @@ def region_masks(landmarks, au_codes, face_size: int, spec) -> np.ndarray:
 
 
 def quantile_thresholds(batches, n_images: int, quantile: float = IOU_QUANTILE) -> np.ndarray:
-    """(C,) per map, the value exceeded by a `quantile` share of its activations over all batches.
-
-    batches: iterable of (B, C, h, w) tensors (the layer's grid, not upsampled) covering
-    `n_images` images. Streams a per-map top-k, k = ceil(quantile × n_images·h·w); the
-    threshold is the k-th largest value.
-    """
-    kept, k = None, None
+    """(C,) per map, the value exceeded by a `quantile` share of its activations over all batches
+    (`TopQuantile` over the iterable of (B, C, h, w) tensors, not upsampled)."""
+    top = TopQuantile(n_images, quantile)
     for act in batches:
-        flat = act.detach().float().transpose(0, 1).reshape(act.shape[1], -1)
-        if k is None:
-            k = max(1, int(np.ceil(quantile * n_images * act.shape[2] * act.shape[3])))
-        merged = flat if kept is None else torch.cat([kept, flat], dim=1)
-        kept = merged.topk(min(k, merged.shape[1]), dim=1).values
-    if kept is None or kept.shape[1] < k:
-        raise ValueError(f"fewer activations than the {n_images} images announced")
-    return kept[:, k - 1].numpy().astype(np.float64)
+        top.update(act)
+    return top.thresholds()
 
 
 class IoUAccumulator:

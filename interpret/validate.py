@@ -41,22 +41,25 @@ CAUSAL_RANDOM_MAPS = 8
 CAUSAL_IMAGES = 12
 
 
-def cache_arrays(run, layer) -> dict:
-    """Per-image maxima and labels of `layer` (a name or declared number) from the run's activation cache."""
+def cache_arrays(run, layer, quantile: float = methods.IOU_QUANTILE) -> dict:
+    """Per-image maxima and labels of `layer` (a name or declared number) from the run's activation
+    cache, and each map's top-`quantile` threshold where the cache holds it (else None)."""
     from interpret.cache import open_cache
 
     cache = open_cache(run, resolve_layer(run.model, layer))
     keys = ("max", "aus", "au_codes", "subject", "sequence", "frame", "split")
-    return {key: np.asarray(getattr(cache, key)) for key in keys}
+    return {**{key: np.asarray(getattr(cache, key)) for key in keys}, "thresholds": cache.thresholds(quantile)}
 
 
 # ---------------------------------------------------------------- streaming a layer
 
 
 def scan_layer(model, layer, dataset, quantile: float = methods.IOU_QUANTILE, transform=None,
-               iou: bool = True, batch_size: int = 32) -> dict:
+               iou: bool = True, batch_size: int = 32, cached: dict | None = None) -> dict:
     """Per-image maxima (N, C) of a layer's maps (after `transform`, e.g. a rotation) and, with
-    `iou`, the NetDissect counts: pass 1 finds each map's top-quantile threshold, pass 2 counts."""
+    `iou`, the NetDissect counts: pass 1 finds each map's top-quantile threshold, pass 2 counts.
+    `cached`: `cache_arrays` of this model and layer; where it holds the thresholds, pass 1 is
+    skipped (its maxima and thresholds are the cache's)."""
     transform = transform or (lambda act: act)
     n = len(dataset)
 
@@ -64,15 +67,19 @@ def scan_layer(model, layer, dataset, quantile: float = methods.IOU_QUANTILE, tr
         for act in methods.stream_layer(model, layer, dataset.images, n, batch_size):
             yield transform(act.float().cpu())
 
-    maxima = []
+    if cached is not None and cached.get("thresholds") is not None:
+        found, thresholds = np.asarray(cached["max"], dtype=np.float64), cached["thresholds"]
+    else:
+        maxima = []
 
-    def with_maxima():
-        for act in maps():
-            maxima.append(act.amax(dim=(2, 3)).numpy())
-            yield act
+        def with_maxima():
+            for act in maps():
+                maxima.append(act.amax(dim=(2, 3)).numpy())
+                yield act
 
-    thresholds = methods.quantile_thresholds(with_maxima(), n, quantile)
-    out = {"max": np.concatenate(maxima).astype(np.float64), "thresholds": thresholds, "counts": None,
+        thresholds = methods.quantile_thresholds(with_maxima(), n, quantile)
+        found = np.concatenate(maxima).astype(np.float64)
+    out = {"max": found, "thresholds": thresholds, "counts": None,
            "quantile": quantile, "pixels": dataset.spec.size ** 2}
     fs = dataset.faceset
     if iou and fs.landmarks is not None:
@@ -314,14 +321,14 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
     start = time.perf_counter()
     timings = {}
     out = Path(run.path) / "validate"
-    arrays = cache_arrays(run, layer)
+    arrays = cache_arrays(run, layer, quantile)
     fs = run.dataset.faceset
     if len(arrays["max"]) != len(fs.images):
         raise InterpretError(f"{run.path}: the activation cache has {len(arrays['max'])} images, the run's data "
                              f"{len(fs.images)}; rebuild the cache")
     labels = {k: arrays[k] for k in ("sequence", "frame", "subject")}
     args = dict(n=n, permutations=permutations, probe_permutations=probe_permutations, seed=seed)
-    scan = scan_layer(run.model, layer, run.dataset, quantile)
+    scan = scan_layer(run.model, layer, run.dataset, quantile, cached=arrays)
     timings["scan"] = time.perf_counter() - start
     planted = planted_maps(run.config)
     records = map_layer(arrays["max"], arrays["aus"], arrays["au_codes"], counts=scan["counts"],
@@ -349,8 +356,8 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
         timings[name] = time.perf_counter() - began
     if shuffled is not None:
         began = time.perf_counter()
-        other = cache_arrays(shuffled, layer)
-        scanned = scan_layer(shuffled.model, layer, shuffled.dataset, quantile)
+        other = cache_arrays(shuffled, layer, quantile)
+        scanned = scan_layer(shuffled.model, layer, shuffled.dataset, quantile, cached=other)
         control_records["shuffled"] = map_layer(other["max"], other["aus"], other["au_codes"], counts=scanned["counts"],
                                                 pixels=scanned["pixels"], **{k: other[k] for k in labels}, **args)
         result["shuffled_run"] = str(shuffled.path)

@@ -56,6 +56,11 @@ def test_cache_equals_direct_forward(run, layer):
     np.testing.assert_array_equal(cache.au_codes, fs.au_codes)
     np.testing.assert_array_equal(cache.emotion, run.dataset.targets)
     assert cache.attrs["layer"] == name and cache.layer == name and cache.attrs["dataset"] == fs.fingerprint()
+    # each map's top-quantile threshold: the k-th largest of all its values, k = ceil(0.005 n h w)
+    k = int(np.ceil(0.005 * n * h * w))
+    naive = np.sort(act.transpose(0, 1).reshape(c, -1).numpy(), axis=1)[:, ::-1][:, k - 1]
+    np.testing.assert_allclose(cache.thresholds(0.005), naive, rtol=1e-6, atol=1e-6)
+    assert cache.thresholds(0.01) is None  # another quantile: not held
     cache.close()
 
 

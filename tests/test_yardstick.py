@@ -111,3 +111,20 @@ def test_planted_check_against_a_naive_auroc_on_held_out_rows():
     assert result["detector"]
     assert others[0] < DETECTOR_AUROC  # a random map is no detector
     assert not planted_check(maxima, present[:, None], [12], split, {"AU12": 0})["AU12"]["detector"]
+
+
+def test_scan_with_the_caches_thresholds_equals_the_two_pass_scan(planted_run):
+    """validate takes each map's top-quantile threshold from the activation cache and streams the
+    layer once: the same thresholds, maxima and NetDissect counts as finding them in a first pass."""
+    from interpret.validate import cache_arrays, scan_layer
+
+    _, run, _ = planted_run
+    cached = cache_arrays(run, "relu3")
+    assert cached["thresholds"] is not None
+    once = scan_layer(run.model, "relu3", run.dataset, cached=cached)
+    twice = scan_layer(run.model, "relu3", run.dataset)
+    np.testing.assert_allclose(once["thresholds"], twice["thresholds"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(once["max"], twice["max"], rtol=1e-5, atol=1e-6)
+    for a, b in zip(once["counts"], twice["counts"]):
+        # the cache's batches are not the scan's: a pixel within rounding of a threshold may flip
+        assert np.abs(a - b).sum() <= 1e-4 * max(1.0, np.abs(b).sum())
