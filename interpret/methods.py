@@ -120,11 +120,24 @@ class IoUAccumulator:
     def update(self, act: torch.Tensor, masks) -> None:
         masks = torch.as_tensor(np.asarray(masks))
         B, A, H, W = masks.shape
-        up = F.interpolate(act.detach().float(), size=(H, W), mode="bilinear", align_corners=False)
-        fired = (up > self.thresholds.view(1, -1, 1, 1)).reshape(B, -1, H * W).float()
+        act = act.detach().float()
+        C = act.shape[1]
         m = masks.reshape(B, A, H * W).float()
-        self._inter.append(torch.bmm(m, fired.transpose(1, 2)).numpy())
-        self._fired.append(fired.sum(dim=2).numpy())
+        inter, fired_count = torch.zeros(B, A, C), torch.zeros(B, C)
+        # Bilinear upsampling is a convex combination of the map's values: a map whose maximum is not
+        # above its threshold fires nowhere (the margin covers rounding). On a trained ReLU layer most
+        # (image, map) pairs are such; only the others are upsampled.
+        peak = act.amax(dim=(2, 3))
+        image, channel = (peak + peak.abs() * 1e-5 > self.thresholds.view(1, -1)).nonzero(as_tuple=True)
+        if len(image):
+            up = F.interpolate(act[image, channel].unsqueeze(1), size=(H, W), mode="bilinear", align_corners=False)
+            fired = (up.reshape(len(image), H * W) > self.thresholds[channel].view(-1, 1)).float()
+            fired_count[image, channel] = fired.sum(dim=1)
+            for b in torch.unique(image).tolist():
+                rows = (image == b).nonzero(as_tuple=True)[0]
+                inter[b][:, channel[rows]] = m[b] @ fired[rows].t()
+        self._inter.append(inter.numpy())
+        self._fired.append(fired_count.numpy())
         self._area.append(m.sum(dim=2).numpy())
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -305,18 +318,49 @@ def family_p(observed_max: float, null_max) -> float:
 # ---------------------------------------------------------------- causal check
 
 
+def after_layer(model, layer):
+    """The part of `model` after `layer` as a module taking the layer's output (a `torch.fx`
+    graph cut there), or None where fx cannot trace the model, the layer runs more than once, or
+    anything else computed before it is used after it (a skip connection across the cut)."""
+    name = resolve_layer(model, layer)
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception:  # a forward fx cannot trace: no cut, the caller runs the whole model
+        return None
+    nodes = list(traced.graph.nodes)
+    at = [i for i, node in enumerate(nodes) if node.op == "call_module" and node.target == name]
+    if len(at) != 1:
+        return None
+    before, cut = set(nodes[:at[0] + 1]), nodes[at[0]]
+    after = nodes[at[0] + 1:]
+    if any(arg in before and arg is not cut for node in after for arg in node.all_input_nodes):
+        return None
+    graph = torch.fx.Graph()
+    env = {cut: graph.placeholder("activation")}
+    for node in after:
+        env[node] = graph.node_copy(node, lambda arg: env[arg])
+    return torch.fx.GraphModule(traced, graph)
+
+
 def ablation_drops(model, layer, x: torch.Tensor, maps, batch_maps: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Zero each map of `maps` at `layer` (forward hook) and measure the emotion logit drop.
+    """Zero each map of `maps` at `layer` and measure the emotion logit drop.
 
     For each map: per image, the intact network's top logit minus the ablated network's logit
     of that same class. Returns (drops (M, B), intact top classes (B,)). Maps are ablated
-    `batch_maps` at a time on replicas of the batch.
+    `batch_maps` at a time on replicas of the batch. The network before the layer runs once
+    (`after_layer` runs the rest on ablated copies); where the model cannot be cut there, the
+    whole model runs with a forward hook zeroing the map.
     """
     name = resolve_layer(model, layer)
     module = dict(model.named_modules())[name]
     maps = [int(m) for m in maps]
+    suffix = after_layer(model, name)
     with torch.inference_mode():
-        intact = model(x)
+        if suffix is not None:
+            act = layer_output(model, name, x)
+            intact = suffix(act.clone())  # the rest may work in place
+        else:
+            intact = model(x)
     top = intact.argmax(dim=1)
     base = intact.gather(1, top[:, None])[:, 0]
     B = len(x)
@@ -325,17 +369,20 @@ def ablation_drops(model, layer, x: torch.Tensor, maps, batch_maps: int = 8) -> 
         chunk = maps[s:s + batch_maps]
         channel = torch.tensor(chunk).repeat_interleave(B)
 
-        def zero(_module, _inputs, output, channel=channel):
+        def zero(output, channel=channel):
             output = output.clone()
             output[torch.arange(len(channel)), channel] = 0
             return output
 
-        handle = module.register_forward_hook(zero)
-        try:
-            with torch.inference_mode():
-                logits = model(x.repeat(len(chunk), *([1] * (x.dim() - 1))))
-        finally:
-            handle.remove()
+        with torch.inference_mode():
+            if suffix is not None:
+                logits = suffix(zero(act.repeat(len(chunk), *([1] * (act.dim() - 1)))))
+            else:
+                handle = module.register_forward_hook(lambda _module, _inputs, output: zero(output))
+                try:
+                    logits = model(x.repeat(len(chunk), *([1] * (x.dim() - 1))))
+                finally:
+                    handle.remove()
         after = logits.gather(1, top.repeat(len(chunk))[:, None])[:, 0]
         drops[s:s + len(chunk)] = (base.repeat(len(chunk)) - after).reshape(len(chunk), B).numpy()
     return drops, top.numpy()

@@ -60,9 +60,12 @@ def test_auroc_matches_pairwise_loop(arrays):
             assert got[a, c] == pytest.approx(naive_auroc(maxima[:, c], presence[:, a]))
 
 
-def test_quantile_threshold_and_iou_match_loops():
+@pytest.mark.parametrize("silent", [0.0, 0.6])
+def test_quantile_threshold_and_iou_match_loops(silent):
+    """`silent`: share of (image, map) pairs all zero, as on a trained ReLU layer (never upsampled)."""
     rng = np.random.default_rng(5)
-    acts = [torch.relu(torch.randn(b, 3, 4, 4)) for b in (2, 3, 1)]
+    acts = [torch.relu(torch.randn(b, 3, 4, 4)) * torch.as_tensor(rng.random((b, 3, 1, 1)) >= silent)
+            for b in (2, 3, 1)]
     thresholds = methods.quantile_thresholds(iter(acts), 6, quantile=0.05)
     values = torch.cat(acts).transpose(0, 1).reshape(3, -1).numpy()
     k = int(np.ceil(0.05 * values.shape[1]))
@@ -151,13 +154,40 @@ def test_permutation_null_matches_per_permutation_loop(arrays):
     assert len(null["probe"]) == 3
 
 
-def test_ablation_drops_match_one_hook_per_map_and_image():
-    torch.manual_seed(0)
+class _SkipAcross(torch.nn.Module):
+    """conv -> relu -> flatten -> linear, plus a linear path from the input around the cut."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu, self.flat = torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten()
+        self.out, self.side = torch.nn.Linear(4 * 6 * 6, 3), torch.nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.out(self.flat(self.relu(self.conv(x)))) + self.side(x.flatten(1))
+
+
+class _DoubleInPlace(torch.nn.Module):
+    def forward(self, x):
+        return x.mul_(2)
+
+
+def _sequential():
     model = torch.nn.Sequential()
     model.add_module("conv", torch.nn.Conv2d(1, 4, 3))
     model.add_module("relu", torch.nn.ReLU())
     model.add_module("flat", torch.nn.Flatten())
+    model.add_module("after", _DoubleInPlace())  # works in place on what the cut hands it
     model.add_module("out", torch.nn.Linear(4 * 6 * 6, 3))
+    return model
+
+
+@pytest.mark.parametrize("build, cut", [(_sequential, True), (_SkipAcross, False)])
+def test_ablation_drops_match_one_hook_per_map_and_image(build, cut):
+    """Cut after the layer (the rest run on ablated copies) or, with a path around the cut, the
+    whole model with a hook: both equal one hooked forward per map and image."""
+    torch.manual_seed(0)
+    model = build().eval()
+    assert (methods.after_layer(model, "relu") is not None) == cut
     x = torch.randn(5, 1, 8, 8)
     drops, top = methods.ablation_drops(model, "relu", x, [2, 0, 3], batch_maps=2)
     for m_i, m in enumerate([2, 0, 3]):
@@ -170,3 +200,4 @@ def test_ablation_drops_match_one_hook_per_map_and_image():
             k = int(intact.argmax())
             assert top[i] == k
             assert drops[m_i, i] == pytest.approx(float(intact[k] - ablated[k]), abs=1e-5)
+    assert not model.relu._forward_hooks  # no hook left behind
