@@ -265,22 +265,27 @@ def agreement(records) -> dict:
 def planted_check(maxima, presence, au_codes, split, planted: dict[str, int]) -> dict:
     """Per planted AU, on held-out (validation + test) subjects: the AUROC of its planted map's
     maxima, the best AUROC of any other map (a natural detector the planted one must beat to be
-    first), and whether the planted map is a detector (AUROC >= `DETECTOR_AUROC`)."""
-    held = np.isin(np.asarray(split).astype(str), ("val", "test"))
+    first), and whether the planted map is a detector (AUROC >= `DETECTOR_AUROC`); beside them
+    the planted map's AUROC on the training images (low there too: the planting did not take)."""
+    split = np.asarray(split).astype(str)
+    held, train = np.isin(split, ("val", "test")), split == "train"
     codes = [au_name(c) for c in au_codes]
-    held_maxima = np.asarray(maxima)[held]
+    maxima, presence = np.asarray(maxima), np.asarray(presence).astype(bool)
     out = {}
     for au, m in planted.items():
         if au not in codes:
             continue
-        labels = np.asarray(presence)[held, codes.index(au)].astype(bool)
+        labels = presence[held, codes.index(au)]
         if labels.all() or not labels.any():
             continue
-        aurocs = stats.auroc(held_maxima, labels)
+        aurocs = stats.auroc(maxima[held], labels)
         others = np.delete(aurocs, m)
+        seen = presence[train, codes.index(au)]
         out[au] = {"map": int(m), "auroc_held_out": float(aurocs[m]), "n_present_held_out": int(labels.sum()),
                    "best_other_map": int(np.delete(np.arange(len(aurocs)), m)[np.nanargmax(others)]),
                    "best_other_auroc_held_out": float(np.nanmax(others)),
+                   "auroc_train": float(stats.auroc(maxima[train][:, [m]], seen)[0])
+                   if seen.any() and not seen.all() else None,
                    "detector": bool(aurocs[m] >= DETECTOR_AUROC)}
     return out
 

@@ -109,6 +109,8 @@ def test_planted_check_against_a_naive_auroc_on_held_out_rows():
     assert result["best_other_map"] == max(others, key=others.get)
     assert np.isclose(result["best_other_auroc_held_out"], max(others.values()))
     assert result["detector"]
+    train = split == "train"
+    assert np.isclose(result["auroc_train"], naive_auroc(maxima[train, 1], present[train]))  # no signal there
     assert others[0] < DETECTOR_AUROC  # a random map is no detector
     assert not planted_check(maxima, present[:, None], [12], split, {"AU12": 0})["AU12"]["detector"]
 
