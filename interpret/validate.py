@@ -160,23 +160,25 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
 
 
 def _confound(column, presence, a, au_codes, counts_co, minimum: int = 5) -> dict | None:
-    """AUROC of a map for this AU without its most co-occurring AU B, and for B without this AU."""
+    """The strongest rival among the AUs co-occurring with this one: for each co-occurring AU B
+    with at least `minimum` images of this-without-B, B-without-this and neither, the map's AUROC
+    for this AU without B and for B without this AU; kept: the B whose margin (other - this) is
+    largest. None when no co-occurring AU has enough images."""
     A = presence[:, a]
-    union = np.diag(counts_co)[a] + np.diag(counts_co) - counts_co[a]
-    jaccard = np.where(union > 0, counts_co[a] / np.maximum(union, 1), 0.0)
-    jaccard[a] = -1
-    for b in np.argsort(-jaccard, kind="stable"):
-        if jaccard[b] <= 0:
-            return None
+    best = None
+    for b in np.flatnonzero(counts_co[a] > 0):
+        if b == a:
+            continue
         B = presence[:, b]
         neither = ~A & ~B
         if min((A & ~B).sum(), (B & ~A).sum(), neither.sum()) < minimum:
             continue
         this = stats.auroc(column[A & ~B | neither, None], (A & ~B)[A & ~B | neither])[0]
         other = stats.auroc(column[B & ~A | neither, None], (B & ~A)[B & ~A | neither])[0]
-        return {"other_au": au_name(au_codes[b]), "auroc_this_without_other": float(this),
-                "auroc_other_without_this": float(other)}
-    return None
+        if best is None or other - this > best["auroc_other_without_this"] - best["auroc_this_without_other"]:
+            best = {"other_au": au_name(au_codes[b]), "auroc_this_without_other": float(this),
+                    "auroc_other_without_this": float(other)}
+    return best
 
 
 # ---------------------------------------------------------------- causal check
