@@ -160,25 +160,27 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
 
 
 def _confound(column, presence, a, au_codes, counts_co, minimum: int = 5) -> dict | None:
-    """The strongest rival among the AUs co-occurring with this one: for each co-occurring AU B
-    with at least `minimum` images of this-without-B, B-without-this and neither, the map's AUROC
-    for this AU without B and for B without this AU; kept: the B whose margin (other - this) is
-    largest. None when no co-occurring AU has enough images."""
+    """The co-occurring AU B that best explains the map besides this one, and the map's AUROC for
+    this AU without B and for B without this AU. B is chosen by the map's partial effects: a
+    least-squares fit of its maxima on every AU's presence at once, so that an AU which merely
+    co-occurs with the real driver (a chain through a third AU) is not taken for it. Candidates:
+    AUs seen with this one, with at least `minimum` images of this-without-B, B-without-this and
+    neither. None when there is none."""
     A = presence[:, a]
-    best = None
-    for b in np.flatnonzero(counts_co[a] > 0):
-        if b == a:
-            continue
-        B = presence[:, b]
-        neither = ~A & ~B
-        if min((A & ~B).sum(), (B & ~A).sum(), neither.sum()) < minimum:
-            continue
-        this = stats.auroc(column[A & ~B | neither, None], (A & ~B)[A & ~B | neither])[0]
-        other = stats.auroc(column[B & ~A | neither, None], (B & ~A)[B & ~A | neither])[0]
-        if best is None or other - this > best["auroc_other_without_this"] - best["auroc_this_without_other"]:
-            best = {"other_au": au_name(au_codes[b]), "auroc_this_without_other": float(this),
-                    "auroc_other_without_this": float(other)}
-    return best
+    X = np.column_stack([np.ones(len(presence)), presence.astype(np.float64)])
+    effect = np.linalg.lstsq(X, np.asarray(column, dtype=np.float64), rcond=None)[0][1:]
+    usable = [b for b in np.flatnonzero(counts_co[a] > 0) if b != a and min(
+        (A & ~presence[:, b]).sum(), (presence[:, b] & ~A).sum(), (~A & ~presence[:, b]).sum()) >= minimum]
+    if not usable:
+        return None
+    b = max(usable, key=lambda j: effect[j])
+    B = presence[:, b]
+    neither = ~A & ~B
+    this = stats.auroc(column[A & ~B | neither, None], (A & ~B)[A & ~B | neither])[0]
+    other = stats.auroc(column[B & ~A | neither, None], (B & ~A)[B & ~A | neither])[0]
+    return {"other_au": au_name(au_codes[b]), "auroc_this_without_other": float(this),
+            "auroc_other_without_this": float(other), "partial_effect_this": float(effect[a]),
+            "partial_effect_other": float(effect[b])}
 
 
 # ---------------------------------------------------------------- causal check

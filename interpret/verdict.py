@@ -16,8 +16,8 @@ A map is a *candidate* when a method names it with q < alpha and it fires more w
 it does not track a co-occurring AU better than this one, and (with landmarks) its top pixels
 fall in the AU's region at least `LOCALIZED_RATIO` times more often than area alone predicts.
 "confounded": the candidate separates a co-occurring AU (without this one) at least as well
-as this AU (without the other); `record["confound"]` holds the strongest such rival of all the
-co-occurring AUs (`interpret.validate`). Otherwise "none", with the reason.
+as this AU (without the other); `record["confound"]` compares with the co-occurring AU that has
+the largest partial effect on the map (`interpret.validate`). Otherwise "none", with the reason.
 """
 
 from __future__ import annotations
