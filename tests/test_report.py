@@ -119,7 +119,10 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
     run = make_report_run(tmp_path / "run")
     method = {"winner": 4, "p_family": 0.001, "q": 0.002, "auroc": 0.9}
     found = verdict({"au": "AU04", "methods": {"directional": method, "auroc": method, "distance": method},
-                     "localization": {"4": {"inside_share": 0.5, "area_share": 0.1, "iou": 0.2}}})
+                     "localization": {"4": {"inside_share": 0.5, "area_share": 0.1, "iou": 0.2}},
+                     "confound": {"4": {"other_au": "AU23", "auroc_this_without_other": 0.91,
+                                        "auroc_other_without_this": 0.55, "partial_effect_this": 1.25,
+                                        "partial_effect_other": 0.125}}})
     none = verdict({"au": "AU01", "methods": {"distance": {"winner": 1, "p_family": 0.001, "q": 0.002, "auroc": 0.2}}})
     (run / "validate").mkdir()
     (run / "validate" / "validate.json").write_text(json.dumps({
@@ -129,5 +132,6 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
     html = index.read_text()
     assert html.index("1 of 2 AUs: detector found") < html.index('id="overview"')
     assert "AU04: detector found: map 4" in html and "fires LESS" in html
+    assert "co-occurring AU23" in html and "partial effect" in html and "1.25 for AU04" in html
     assert parse(index).cards == {0: "", 1: "", 2: "", 3: "", 4: "AU04", 5: ""}  # AU01's paper map 1 is unlabelled
     assert "largest distance: AU01" in html and "Vertical stripes" in html
