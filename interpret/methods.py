@@ -28,7 +28,7 @@ from scipy.stats import rankdata
 
 from interpret import stats
 from interpret.aumap import RankedMaps, epsilon_for, pair_distance, permuted_labels, sequence_structure
-from interpret.layers import layer_output, resolve_layer
+from interpret.layers import get_module, layer_output, resolve_layer
 from interpret.quantiles import IOU_QUANTILE, TopQuantile
 
 #: Methods computed from per-image maxima alone (no model needed).
@@ -352,7 +352,7 @@ def ablation_drops(model, layer, x: torch.Tensor, maps, batch_maps: int = 8) -> 
     whole model runs with a forward hook zeroing the map.
     """
     name = resolve_layer(model, layer)
-    module = dict(model.named_modules())[name]
+    module = get_module(model, name)
     maps = [int(m) for m in maps]
     suffix = after_layer(model, name)
     with torch.inference_mode():
@@ -369,16 +369,15 @@ def ablation_drops(model, layer, x: torch.Tensor, maps, batch_maps: int = 8) -> 
         chunk = maps[s:s + batch_maps]
         channel = torch.tensor(chunk).repeat_interleave(B)
 
-        def zero(output, channel=channel):
-            output = output.clone()
+        def zero_(output, channel=channel):
             output[torch.arange(len(channel)), channel] = 0
             return output
 
         with torch.inference_mode():
-            if suffix is not None:
-                logits = suffix(zero(act.repeat(len(chunk), *([1] * (act.dim() - 1)))))
+            if suffix is not None:  # the replicas are a new tensor: zeroed in place
+                logits = suffix(zero_(act.repeat(len(chunk), *([1] * (act.dim() - 1)))))
             else:
-                handle = module.register_forward_hook(lambda _module, _inputs, output: zero(output))
+                handle = module.register_forward_hook(lambda _module, _inputs, output: zero_(output.clone()))
                 try:
                     logits = model(x.repeat(len(chunk), *([1] * (x.dim() - 1))))
                 finally:

@@ -14,6 +14,11 @@ def top_k(quantile: float, n_images: int, map_shape) -> int:
     return max(1, int(np.ceil(float(quantile) * int(n_images) * int(np.prod(map_shape)))))
 
 
+def keep_top(values: torch.Tensor, k: int) -> torch.Tensor:
+    """(C, <= k) each row's k largest of `values` (C, M), descending."""
+    return values.topk(min(k, values.shape[1]), dim=1).values
+
+
 class TopQuantile:
     """Each map's largest values over a stream of batches (B, C, h, w) of `n_images` images in all:
     the top k, k = ceil(quantile × n_images·h·w), whose k-th is the map's top-quantile threshold
@@ -29,7 +34,7 @@ class TopQuantile:
         if self.k is None:
             self.k = top_k(self.quantile, self.n_images, act.shape[2:])
         merged = flat if self.values is None else torch.cat([self.values, flat], dim=1)
-        self.values = merged.topk(min(self.k, merged.shape[1]), dim=1).values
+        self.values = keep_top(merged, self.k)
 
     def thresholds(self) -> np.ndarray:
         """(C,) float64: the k-th largest value of each map."""

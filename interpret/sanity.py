@@ -38,7 +38,7 @@ from skimage.metrics import structural_similarity
 from interpret import stats
 from interpret.deconv import deconv_path, layer_field
 from interpret.errors import InterpretError, located
-from interpret.io import atomic_path, sha256_file, write_json
+from interpret.io import atomic_path, write_json
 from interpret.layers import choose_layer, trace
 
 RULES = ("deconvnet", "gradient", "guided")
@@ -122,7 +122,7 @@ def _seeds_from_deconv(run, path: Path):
     """(maps, top-1 activation, image, (y, x)) per map from a deconv file; None if made from other weights."""
     with h5py.File(path, "r") as h5:
         made_from = h5.attrs.get("model_sha256")
-        if made_from is not None and Path(run.model_file).is_file() and made_from != sha256_file(run.model_file):
+        if made_from is not None and Path(run.model_file).is_file() and made_from != run.model_sha256:
             return None
         activation = np.asarray(h5["activation"][:, 0], dtype=np.float64)
         maps = np.asarray(h5["maps"][()]) if "maps" in h5 else np.arange(len(activation))
@@ -258,8 +258,8 @@ def run_sanity(run, *, layer=None, seed: int = 0, n_seeds: int = 32) -> SanityRe
     result["notes"] = _notes(result)
     result["verdict"] = _verdicts(result)
     result["aumap_check"] = aumap_check(Path(run.path) / "aumap")
-    model_file = Path(run.path) / "model.pt"  # the report refuses another model's results
-    result["model_sha256"] = sha256_file(model_file) if model_file.is_file() else None
+    # the report refuses another model's results
+    result["model_sha256"] = run.model_sha256 if Path(run.model_file).is_file() else None
     out = Path(run.path) / "sanity"
     result["figures"] = {"cascade": "sanity/cascade.png", "similarity": "sanity/similarity.png"}
     plot_cascade(out / "cascade.png", result, grey, projections)

@@ -33,7 +33,7 @@ from interpret.cache import FINGERPRINTS, build_cache, cache_path, fingerprints
 from interpret.errors import InterpretError, located
 from interpret.io import atomic_path
 from interpret.layers import choose_layer
-from interpret.quantiles import top_k
+from interpret.quantiles import keep_top, top_k
 
 #: Rows per evaluation batch of the cache build; shard boundaries fall on multiples of it.
 BATCH = 128
@@ -116,9 +116,9 @@ def merge_cache(run, layer, count: int) -> Path:
                     merged.create_dataset(name, data=source[()])
                     continue
                 if name == "top_values":  # each shard's top k of every map: their top k is the whole's
-                    values = np.concatenate([h5[name][()] for h5 in files], axis=1)
-                    k = min(top_k(attrs[0]["top_quantile"], n, attrs[0]["map_shape"]), values.shape[1])
-                    merged.create_dataset(name, data=torch.from_numpy(values).topk(k, dim=1).values.numpy())
+                    values = torch.from_numpy(np.concatenate([h5[name][()] for h5 in files], axis=1))
+                    k = top_k(attrs[0]["top_quantile"], n, attrs[0]["map_shape"])
+                    merged.create_dataset(name, data=keep_top(values, k).numpy())
                     continue
                 target = merged.create_dataset(name, (n, *source.shape[1:]), source.dtype, chunks=source.chunks,
                                                compression=source.compression,

@@ -122,6 +122,7 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
     _, seq_index = np.unique(np.asarray(sequence).astype(str), return_inverse=True)
     n_seq = int(seq_index.max()) + 1
     counts_co, _ = cooccurrence(presence)
+    effects = partial_effects(maxima, presence)
     records = []
     for i, a in enumerate(usable):
         code = au_codes[a]
@@ -150,7 +151,8 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
                     "iou": float(loc["iou"][i, m]),
                     "inside_share": None if not np.isfinite(share) else float(share),
                     "area_share": float(loc["mask_pixels"][i] / total) if total else None}
-        record["confound"] = {str(m): _confound(maxima[:, m], presence, a, au_codes, counts_co) for m in candidates}
+        record["confound"] = {str(m): _confound(maxima[:, m], effects[:, m], presence, a, au_codes, counts_co)
+                              for m in candidates}
         records.append(record)
     for name in scores:
         q = stats.benjamini_hochberg([r["methods"][name]["p_family"] for r in records])
@@ -159,16 +161,20 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
     return records
 
 
-def _confound(column, presence, a, au_codes, counts_co, minimum: int = 5) -> dict | None:
+def partial_effects(maxima, presence) -> np.ndarray:
+    """(A, C) each AU's partial effect on each map's maxima: least squares of the maxima (N, C) on
+    every AU's presence (N, A) at once, with an intercept."""
+    X = np.column_stack([np.ones(len(presence)), np.asarray(presence).astype(np.float64)])
+    return np.linalg.lstsq(X, np.asarray(maxima, dtype=np.float64), rcond=None)[0][1:]
+
+
+def _confound(column, effect, presence, a, au_codes, counts_co, minimum: int = 5) -> dict | None:
     """The co-occurring AU B that best explains the map besides this one, and the map's AUROC for
-    this AU without B and for B without this AU. B is chosen by the map's partial effects: a
-    least-squares fit of its maxima on every AU's presence at once, so that an AU which merely
-    co-occurs with the real driver (a chain through a third AU) is not taken for it. Candidates:
-    AUs seen with this one, with at least `minimum` images of this-without-B, B-without-this and
-    neither. None when there is none."""
+    this AU without B and for B without this AU. B is chosen by the map's partial effects `effect`
+    (A,) (`partial_effects`), so that an AU which merely co-occurs with the real driver (a chain
+    through a third AU) is not taken for it. Candidates: AUs seen with this one, with at least
+    `minimum` images of this-without-B, B-without-this and neither. None when there is none."""
     A = presence[:, a]
-    X = np.column_stack([np.ones(len(presence)), presence.astype(np.float64)])
-    effect = np.linalg.lstsq(X, np.asarray(column, dtype=np.float64), rcond=None)[0][1:]
     usable = [b for b in np.flatnonzero(counts_co[a] > 0) if b != a and min(
         (A & ~presence[:, b]).sum(), (presence[:, b] & ~A).sum(), (~A & ~presence[:, b]).sum()) >= minimum]
     if not usable:

@@ -137,7 +137,7 @@ def test_confound_names_the_cooccurring_au_the_map_tracks_not_the_most_frequent_
     more often, and AU27 (which comes with AU25, so also fires the map, but adds nothing of its
     own) is not taken for the driver: B is the AU with the largest partial effect on the map."""
     from interpret.aumap import cooccurrence
-    from interpret.validate import _confound
+    from interpret.validate import _confound, partial_effects
 
     rng = np.random.default_rng(1)
     n = 600
@@ -148,7 +148,7 @@ def test_confound_names_the_cooccurring_au_the_map_tracks_not_the_most_frequent_
     presence = np.column_stack([au06, au12, au25, au27])
     column = au25 + 0.3 * rng.random(n)  # the map fires with AU25
     counts, _ = cooccurrence(presence)
-    rival = _confound(column, presence, 1, [6, 12, 25, 27], counts)
+    rival = _confound(column, partial_effects(column[:, None], presence)[:, 0], presence, 1, [6, 12, 25, 27], counts)
     assert rival["other_au"] == "AU25"
     assert rival["auroc_other_without_this"] > 0.9 > 0.6 > rival["auroc_this_without_other"]
     assert rival["partial_effect_other"] > 0.9 > 0.1 > abs(rival["partial_effect_this"])
