@@ -85,9 +85,11 @@ class RankedMaps:
 
     `distances` scores many sets at once (a batch of permuted or bootstrap-weighted labels)
     by looking only at the first M positions of each map's order, M grown until every set's
-    top n lies inside it. Holds `order` (C, N) int32 and `values` (C, N) in the maxima's
-    float32 (as cached) or else float64: 8 bytes per entry for float32 maxima; what is read
-    off is float64, equal to the float64 maxima's.
+    top n lies inside it; a set with no more members than M (a rare AU's images) is read off its
+    members' maxima instead. Holds `order` (C, N) int32 and `values` (C, N) in the maxima's
+    float32 (as cached) or else float64: 8 bytes per entry for float32 maxima, 4 more once a
+    small set has been scored (the maxima in image order); what is read off is float64, equal
+    to the float64 maxima's.
     """
 
     def __init__(self, maxima):
@@ -99,6 +101,7 @@ class RankedMaps:
         self.n_images, self.n_maps = maxima.shape
         self.order = np.empty((self.n_maps, self.n_images), np.int32 if self.n_images < 2**31 else np.int64)
         self.values = np.empty((self.n_maps, self.n_images), maxima.dtype)
+        self._table = None
         for s, count in _batches(self.n_maps, self.n_images):  # a block of maps at a time
             block = maxima[:, s:s + count].T
             order = np.argsort(-block, axis=1, kind="stable")
@@ -108,31 +111,62 @@ class RankedMaps:
     def top(self, weights, n: int) -> np.ndarray:
         """(B, C, n) n largest members per map of the weighted sets `weights` (B, N) ints; NaN-padded.
 
-        Starts at depth M ≈ 2n / (smallest set share) and redoes, twice as deep, only the sets
-        whose top n did not fit.
+        A set reads the first M ≈ 2n / (smallest set share) positions of each map's order; a set
+        with at most 2M members (copies counted), or a (set, map) whose top n lies deeper than M,
+        is read off its members' maxima instead. Both give the same numbers; the split follows
+        their cost (a gather of M positions with a cumulative sum, against a partition of the members).
         """
         weights = np.asarray(weights)
         weights = weights.astype(np.uint8 if weights.max(initial=0) < 256 else np.int32)
         B, N = weights.shape
-        need = np.minimum(weights.sum(axis=1, dtype=np.int64), n)
+        sizes = weights.sum(axis=1, dtype=np.int64)
+        need = np.minimum(sizes, n)
         out = np.empty((B, self.n_maps, n))
-        todo = np.arange(B)
         share = weights.astype(bool).mean(axis=1) if N else np.ones(B)
         floor = share[share > 0].min() if (share > 0).any() else 1.0
         depth = min(N, int(np.ceil(2 * n / floor)) + n)
-        while todo.size:
-            step = max(1, _BUDGET // (self.n_maps * depth))
-            short = []
-            for s in range(0, todo.size, step):
-                rows = todo[s:s + step]
-                gathered = weights[rows][:, self.order[:, :depth]]
-                top, found = stats.top_n_weighted(self.values[:, :depth], gathered, n)
-                ok = (found >= need[rows, None]).all(axis=1) | (depth == N)
-                out[rows[ok]] = top[ok]
-                short.append(rows[~ok])
-            todo = np.concatenate(short)
-            depth = min(N, 2 * depth)
+        small = (sizes <= 2 * depth) | (depth == N)
+        if small.any():
+            out[small] = self._top_of_members(weights, n, np.flatnonzero(small))
+        todo = np.flatnonzero(~small)
+        step = max(1, _BUDGET // (self.n_maps * depth))
+        for s in range(0, todo.size, step):
+            rows = todo[s:s + step]
+            gathered = weights[rows][:, self.order[:, :depth]]
+            out[rows], found = stats.top_n_weighted(self.values[:, :depth], gathered, n)
+            short_set, short_map = np.nonzero(found < need[rows, None])
+            if short_set.size:
+                out[rows[short_set], short_map] = self._top_of_members(weights, n, rows[short_set], short_map)
         return out
+
+    def _top_of_members(self, weights, n: int, sets, maps=None) -> np.ndarray:
+        """The top n of the sets `weights[sets]` read off their members' maxima (copies repeated),
+        partitioned and sorted: (len(sets), C, n) over every map, or (len(sets), n) over one map
+        each (`maps`, aligned with `sets`); NaN-padded."""
+        table = self._by_image()
+        sizes = weights[sets].sum(axis=1, dtype=np.int64)
+        width = max(int(sizes.max(initial=0)), n)
+        per_set = table.itemsize * width * (self.n_maps if maps is None else 1)
+        out = np.empty((len(sets), self.n_maps, n) if maps is None else (len(sets), n))
+        step = max(1, _BUDGET // per_set)
+        for s in range(0, len(sets), step):
+            members = _members(weights[sets[s:s + step]], width, self.n_images)
+            gathered = table[members] if maps is None else table[members, maps[s:s + step, None]]
+            top = np.partition(gathered, width - n, axis=1)[:, width - n:] if width > n else gathered
+            top = np.sort(top, axis=1)[:, ::-1]  # (b, n, C) or (b, n)
+            out[s:s + step] = top.transpose(0, 2, 1) if maps is None else top
+        out[np.isneginf(out)] = np.nan
+        return out
+
+    def _by_image(self) -> np.ndarray:
+        """(N + 1, C) the maxima in image order, and a last row of -inf; built on first use."""
+        if self._table is None:
+            table = np.empty((self.n_images + 1, self.n_maps), self.values.dtype)
+            table[-1] = -np.inf
+            for s, count in _batches(self.n_maps, self.n_images):
+                table[self.order[s:s + count].T, np.arange(s, s + count)] = self.values[s:s + count].T
+            self._table = table
+        return self._table
 
     def distances(self, inside, outside, n: int, epsilon: float) -> np.ndarray:
         """(B, C) paper distance of each map for B pairs of weighted sets (B, N) each."""
@@ -153,6 +187,17 @@ class RankedMaps:
             sums[s:s + count] = _rank_sums(self.values[s:s + count][keep].reshape(count, m),
                                            labels[order][keep].reshape(count, m))
         return (sums - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _members(weights, width: int, pad: int) -> np.ndarray:
+    """(B, width) the members of each weighted set (B, N), one entry per copy, padded with `pad`."""
+    rows, cols = np.nonzero(weights)
+    copies = weights[rows, cols].astype(np.int64)
+    rows, cols = np.repeat(rows, copies), np.repeat(cols, copies)
+    sizes = np.bincount(rows, minlength=len(weights))
+    members = np.full((len(weights), width), pad, dtype=np.int64)
+    members[rows, np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)] = cols
+    return members
 
 
 def _rank_sums(values, positive) -> np.ndarray:

@@ -221,13 +221,24 @@ def fresh_model(config: dict) -> torch.nn.Module:
 
 
 class _SkipParameterInit(TorchFunctionMode):
-    """While a model is built for weights it is about to receive: its parameters' random
-    initialisers (`uniform_`, `normal_`) do nothing. Buffers are initialised as usual."""
+    """While a model is built for weights it is about to receive: initialisers applied to its
+    parameters (`torch.nn.init`'s, which the mode sees whole, and `Tensor.uniform_` /
+    `normal_`) do nothing. Buffers are initialised as usual."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in (torch.Tensor.uniform_, torch.Tensor.normal_) and isinstance(args[0], torch.nn.Parameter):
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        target = args[0] if args else kwargs.get("tensor")
+        if _initialiser(func) and isinstance(target, torch.nn.Parameter):
+            return target
+        return func(*args, **kwargs)
+
+
+def _initialiser(func) -> bool:
+    """An in-place initialiser: `torch.nn.init`'s public `*_` functions, `Tensor.uniform_`, `Tensor.normal_`."""
+    if func in (torch.Tensor.uniform_, torch.Tensor.normal_):
+        return True
+    name = getattr(func, "__name__", "")
+    return getattr(func, "__module__", None) == "torch.nn.init" and name.endswith("_") and not name.startswith("_")
 
 
 def restored_model(config: dict, state: dict) -> torch.nn.Module:

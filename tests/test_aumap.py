@@ -344,3 +344,18 @@ def test_auroc_map_is_scale_free_where_the_distance_is_not():
     assert res["best_map"] == 0 and res["best_auroc"] < 0.5
     assert res["auroc_map"] == 1 and res["auroc_map_auroc"] == 1.0
     assert res["auroc_map_distance_rank"] > 1
+
+
+def test_top_of_small_and_large_weighted_sets_matches_a_sort_of_their_members():
+    rng = np.random.default_rng(12)
+    for dtype in (np.float32, np.float64):
+        maxima = np.round(np.maximum(0, rng.normal(size=(400, 11))), 1).astype(dtype)  # ties
+        shares = np.repeat([0.0, 0.005, 0.02, 0.3, 0.95], 6)  # rare sets read off their members, others the order
+        weights = (rng.random((len(shares), 400)) < shares[:, None]) * rng.integers(1, 4, (len(shares), 400))
+        got = aumap.RankedMaps(maxima).top(weights, 9)
+        for b in range(len(shares)):
+            members = maxima[np.repeat(np.arange(400), weights[b])].astype(np.float64)
+            expected = np.full((11, 9), np.nan)
+            found = -np.sort(-members, axis=0)[:9].T
+            expected[:, :found.shape[1]] = found
+            assert np.array_equal(got[b], expected, equal_nan=True)

@@ -74,7 +74,10 @@ def test_restored_model_equals_a_loaded_fresh_one(arch, tmp_path):
     trained = build_model(arch, 7).eval()
     save_checkpoint(tmp_path / "model.pt", trained, {})
     config = {"arch": arch, "classes": list(range(7))}
-    restored = restored_model(config, load_checkpoint(tmp_path / "model.pt", mmap=True)["state_dict"]).eval()
+    state = load_checkpoint(tmp_path / "model.pt", mmap=True)["state_dict"]
+    rng = torch.get_rng_state()
+    restored = restored_model(config, state).eval()
+    assert torch.equal(torch.get_rng_state(), rng)  # no random initialiser ran
     want, got = trained.state_dict(), restored.state_dict()
     assert want.keys() == got.keys()
     assert all(torch.equal(want[k], got[k]) for k in want)
