@@ -87,9 +87,9 @@ class RankedMaps:
     by looking only at the first M positions of each map's order, M grown until every set's
     top n lies inside it; a set with no more members than M (a rare AU's images) is read off its
     members' maxima instead. Holds `order` (C, N) int32 and `values` (C, N) in the maxima's
-    float32 (as cached) or else float64: 8 bytes per entry for float32 maxima, 4 more once a
-    small set has been scored (the maxima in image order); what is read off is float64, equal
-    to the float64 maxima's.
+    float32 (as cached) or else float64: 8 bytes per entry for float32 maxima, beside the
+    maxima themselves (kept by reference, not copied); what is read off is float64, equal to
+    the float64 maxima's.
     """
 
     def __init__(self, maxima):
@@ -97,11 +97,11 @@ class RankedMaps:
         if maxima.ndim != 2:
             raise ValueError(f"maxima must be (N, C), got {maxima.shape}")
         if maxima.dtype != np.float32:
-            maxima = maxima.astype(np.float64)
+            maxima = np.asarray(maxima, dtype=np.float64)
+        self.maxima = maxima  # a reference: small sets read their members' values off it
         self.n_images, self.n_maps = maxima.shape
         self.order = np.empty((self.n_maps, self.n_images), np.int32 if self.n_images < 2**31 else np.int64)
         self.values = np.empty((self.n_maps, self.n_images), maxima.dtype)
-        self._table = None
         for s, count in _batches(self.n_maps, self.n_images):  # a block of maps at a time
             block = maxima[:, s:s + count].T
             order = np.argsort(-block, axis=1, kind="stable")
@@ -143,30 +143,20 @@ class RankedMaps:
         """The top n of the sets `weights[sets]` read off their members' maxima (copies repeated),
         partitioned and sorted: (len(sets), C, n) over every map, or (len(sets), n) over one map
         each (`maps`, aligned with `sets`); NaN-padded."""
-        table = self._by_image()
         sizes = weights[sets].sum(axis=1, dtype=np.int64)
         width = max(int(sizes.max(initial=0)), n)
-        per_set = table.itemsize * width * (self.n_maps if maps is None else 1)
+        per_set = self.maxima.itemsize * width * (self.n_maps if maps is None else 1)
         out = np.empty((len(sets), self.n_maps, n) if maps is None else (len(sets), n))
         step = max(1, _BUDGET // per_set)
         for s in range(0, len(sets), step):
-            members = _members(weights[sets[s:s + step]], width, self.n_images)
-            gathered = table[members] if maps is None else table[members, maps[s:s + step, None]]
+            members, real = _members(weights[sets[s:s + step]], width)
+            gathered = self.maxima[members] if maps is None else self.maxima[members, maps[s:s + step, None]]
+            gathered[~real] = -np.inf
             top = np.partition(gathered, width - n, axis=1)[:, width - n:] if width > n else gathered
             top = np.sort(top, axis=1)[:, ::-1]  # (b, n, C) or (b, n)
             out[s:s + step] = top.transpose(0, 2, 1) if maps is None else top
         out[np.isneginf(out)] = np.nan
         return out
-
-    def _by_image(self) -> np.ndarray:
-        """(N + 1, C) the maxima in image order, and a last row of -inf; built on first use."""
-        if self._table is None:
-            table = np.empty((self.n_images + 1, self.n_maps), self.values.dtype)
-            table[-1] = -np.inf
-            for s, count in _batches(self.n_maps, self.n_images):
-                table[self.order[s:s + count].T, np.arange(s, s + count)] = self.values[s:s + count].T
-            self._table = table
-        return self._table
 
     def distances(self, inside, outside, n: int, epsilon: float) -> np.ndarray:
         """(B, C) paper distance of each map for B pairs of weighted sets (B, N) each."""
@@ -189,15 +179,19 @@ class RankedMaps:
         return (sums - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-def _members(weights, width: int, pad: int) -> np.ndarray:
-    """(B, width) the members of each weighted set (B, N), one entry per copy, padded with `pad`."""
+def _members(weights, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, width) the members of each weighted set (B, N), one entry per copy, and which entries
+    are real (the rest pad the row with member 0)."""
     rows, cols = np.nonzero(weights)
     copies = weights[rows, cols].astype(np.int64)
     rows, cols = np.repeat(rows, copies), np.repeat(cols, copies)
     sizes = np.bincount(rows, minlength=len(weights))
-    members = np.full((len(weights), width), pad, dtype=np.int64)
-    members[rows, np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)] = cols
-    return members
+    slots = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    members = np.zeros((len(weights), width), dtype=np.int64)
+    real = np.zeros((len(weights), width), dtype=bool)
+    members[rows, slots] = cols
+    real[rows, slots] = True
+    return members, real
 
 
 def _rank_sums(values, positive) -> np.ndarray:
