@@ -111,10 +111,10 @@ class RankedMaps:
     def top(self, weights, n: int) -> np.ndarray:
         """(B, C, n) n largest members per map of the weighted sets `weights` (B, N) ints; NaN-padded.
 
-        A set reads the first M ≈ 2n / (smallest set share) positions of each map's order; a set
-        with at most 2M members (copies counted), or a (set, map) whose top n lies deeper than M,
-        is read off its members' maxima instead. Both give the same numbers; the split follows
-        their cost (a gather of M positions with a cumulative sum, against a partition of the members).
+        A set reads the first M ≈ 2n / (smallest set share) positions of each map's order, and a
+        (set, map) whose top n lies deeper reads on, twice as deep each time; a set with at most
+        2M members (copies counted) is read off its members' maxima instead (a partition of its
+        members against a gather of M positions and a cumulative sum: same numbers, less work).
         """
         weights = np.asarray(weights)
         weights = weights.astype(np.uint8 if weights.max(initial=0) < 256 else np.int32)
@@ -136,25 +136,43 @@ class RankedMaps:
             out[rows], found = stats.top_n_weighted(self.values[:, :depth], gathered, n)
             short_set, short_map = np.nonzero(found < need[rows, None])
             if short_set.size:
-                out[rows[short_set], short_map] = self._top_of_members(weights, n, rows[short_set], short_map)
+                out[rows[short_set], short_map] = self._top_deeper(weights, n, rows[short_set], short_map,
+                                                                   need[rows[short_set]], 2 * depth)
         return out
 
-    def _top_of_members(self, weights, n: int, sets, maps=None) -> np.ndarray:
-        """The top n of the sets `weights[sets]` read off their members' maxima (copies repeated),
-        partitioned and sorted: (len(sets), C, n) over every map, or (len(sets), n) over one map
-        each (`maps`, aligned with `sets`); NaN-padded."""
+    def _top_deeper(self, weights, n: int, sets, maps, need, depth: int) -> np.ndarray:
+        """(P, n) the top n of (set, map) pairs whose top n lies deeper than the positions read:
+        each pair reads its map's order `depth` deep, and twice as deep again while still short."""
+        out = np.empty((len(sets), n))
+        todo = np.arange(len(sets))
+        while todo.size:
+            depth = min(self.n_images, depth)
+            step = max(1, _BUDGET // (8 * depth))
+            short = []
+            for s in range(0, todo.size, step):
+                pairs = todo[s:s + step]
+                gathered = weights[sets[pairs, None], self.order[maps[pairs], :depth]]  # (p, depth)
+                top, found = stats.top_n_weighted(self.values[maps[pairs], :depth], gathered[None], n)
+                ok = (found[0] >= need[pairs]) | (depth == self.n_images)
+                out[pairs[ok]] = top[0, ok]
+                short.append(pairs[~ok])
+            todo = np.concatenate(short)
+            depth *= 2
+        return out
+
+    def _top_of_members(self, weights, n: int, sets) -> np.ndarray:
+        """(len(sets), C, n) the top n of the sets `weights[sets]` read off their members' maxima
+        (copies repeated), partitioned and sorted; NaN-padded."""
         sizes = weights[sets].sum(axis=1, dtype=np.int64)
         width = max(int(sizes.max(initial=0)), n)
-        per_set = self.maxima.itemsize * width * (self.n_maps if maps is None else 1)
-        out = np.empty((len(sets), self.n_maps, n) if maps is None else (len(sets), n))
-        step = max(1, _BUDGET // per_set)
+        out = np.empty((len(sets), self.n_maps, n))
+        step = max(1, _BUDGET // (self.maxima.itemsize * width * self.n_maps))
         for s in range(0, len(sets), step):
             members, real = _members(weights[sets[s:s + step]], width)
-            gathered = self.maxima[members] if maps is None else self.maxima[members, maps[s:s + step, None]]
+            gathered = self.maxima[members]  # (b, width, C)
             gathered[~real] = -np.inf
             top = np.partition(gathered, width - n, axis=1)[:, width - n:] if width > n else gathered
-            top = np.sort(top, axis=1)[:, ::-1]  # (b, n, C) or (b, n)
-            out[s:s + step] = top.transpose(0, 2, 1) if maps is None else top
+            out[s:s + step] = np.sort(top, axis=1)[:, ::-1].transpose(0, 2, 1)
         out[np.isneginf(out)] = np.nan
         return out
 

@@ -346,16 +346,29 @@ def test_auroc_map_is_scale_free_where_the_distance_is_not():
     assert res["auroc_map_distance_rank"] > 1
 
 
-def test_top_of_small_and_large_weighted_sets_matches_a_sort_of_their_members():
+def test_top_matches_a_sort_of_each_sets_members_on_every_path(monkeypatch):
+    """Small sets (read off their members), large ones (the head of each map's order) and the
+    (set, map) pairs whose top n lies deep (read deeper) all give a plain sort of the members."""
+    used = {"_top_of_members": 0, "_top_deeper": 0}
+    for name in used:
+        def spy(self, *args, _name=name, _original=getattr(aumap.RankedMaps, name)):
+            used[_name] += 1
+            return _original(self, *args)
+        monkeypatch.setattr(aumap.RankedMaps, name, spy)
     rng = np.random.default_rng(12)
+    N = 1500
+    pool = np.arange(N) < 0.6 * N  # every set below is drawn from the pool ...
     for dtype in (np.float32, np.float64):
-        maxima = np.round(np.maximum(0, rng.normal(size=(400, 11))), 1).astype(dtype)  # ties
-        shares = np.repeat([0.0, 0.005, 0.02, 0.3, 0.95], 6)  # rare sets read off their members, others the order
-        weights = (rng.random((len(shares), 400)) < shares[:, None]) * rng.integers(1, 4, (len(shares), 400))
-        got = aumap.RankedMaps(maxima).top(weights, 9)
-        for b in range(len(shares)):
-            members = maxima[np.repeat(np.arange(400), weights[b])].astype(np.float64)
-            expected = np.full((11, 9), np.nan)
-            found = -np.sort(-members, axis=0)[:9].T
-            expected[:, :found.shape[1]] = found
-            assert np.array_equal(got[b], expected, equal_nan=True)
+        maxima = np.round(np.maximum(0, rng.normal(size=(N, 6))), 1).astype(dtype)  # ties
+        maxima[pool, 0] = np.round(rng.random(pool.sum()) * 0.1, 2)  # ... which map 0 ranks last
+        maxima[~pool, 0] += 1.0
+        for share in (0.002, 0.3, 0.5):
+            weights = (pool & (rng.random((6, N)) < share / 0.6)) * rng.integers(1, 4, (6, N))
+            got = aumap.RankedMaps(maxima).top(weights, 9)
+            for b in range(len(weights)):
+                members = maxima[np.repeat(np.arange(N), weights[b])].astype(np.float64)
+                expected = np.full((6, 9), np.nan)
+                found = -np.sort(-members, axis=0)[:9].T
+                expected[:, :found.shape[1]] = found
+                assert np.array_equal(got[b], expected, equal_nan=True)
+    assert used["_top_of_members"] and used["_top_deeper"]
