@@ -84,9 +84,9 @@ class RankedMaps:
     """Each map's per-image maxima sorted once (descending); sets are then read off that order.
 
     `distances` scores many sets at once (a batch of permuted or bootstrap-weighted labels)
-    by looking only at the first M positions of each map's order, M grown until every set's
-    top n lies inside it; a set with no more members than M (a rare AU's images) is read off its
-    members' maxima instead. Holds `order` (C, N) int32 and `values` (C, N) in the maxima's
+    by looking only at the first M positions of each map's order (deeper where a set's top n
+    lies deeper); a set with few members (a rare AU's images) is read off its members' maxima
+    instead. Holds `order` (C, N) int32 and `values` (C, N) in the maxima's
     float32 (as cached) or else float64: 8 bytes per entry for float32 maxima, beside the
     maxima themselves (kept by reference, not copied); what is read off is float64, equal to
     the float64 maxima's.
@@ -119,10 +119,12 @@ class RankedMaps:
         weights = np.asarray(weights)
         weights = weights.astype(np.uint8 if weights.max(initial=0) < 256 else np.int32)
         B, N = weights.shape
+        if N == 0:
+            return np.full((B, self.n_maps, n), np.nan)
         sizes = weights.sum(axis=1, dtype=np.int64)
         need = np.minimum(sizes, n)
         out = np.empty((B, self.n_maps, n))
-        share = weights.astype(bool).mean(axis=1) if N else np.ones(B)
+        share = weights.astype(bool).mean(axis=1)
         floor = share[share > 0].min() if (share > 0).any() else 1.0
         depth = min(N, int(np.ceil(2 * n / floor)) + n)
         small = (sizes <= 2 * depth) | (depth == N)
