@@ -195,7 +195,7 @@ def _confound(column, effect, presence, a, au_codes, counts_co, minimum: int = 5
 def causal_check(model, layer, dataset, records, presence_all, au_codes, maxima, seed: int = 0,
                  images: int = CAUSAL_IMAGES, random_maps: int = CAUSAL_RANDOM_MAPS) -> None:
     """Add `causal` to each record: per method winner, the emotion-logit drop when it is zeroed
-    (forward hook) on up to `images` AU-present images (seeded), against `random_maps` random maps
+    (`methods.ablation_drops`) on up to `images` AU-present images (seeded), against `random_maps` random maps
     ablated on the same images; and the AU probe's logit drop, exact from the maxima (zeroing a
     map zeroes its maximum; the probe is linear in the standardized maxima)."""
     presence_all = np.asarray(presence_all).astype(bool)
