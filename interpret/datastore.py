@@ -2,7 +2,7 @@
 
 Written at train time (`write_dataset`) and by `runs.load_run` for older runs that lack it;
 later commands read it (`read_dataset`) instead of re-rendering synthetic faces or re-reading
-and re-cropping a user's images. It holds the uint8 crops, landmarks, every label array of the
+and re-cropping a user's images; the crops stay on disk (`StoredImages`) until rows are asked for. It holds the uint8 crops, landmarks, every label array of the
 `FaceSet` (emotion, au_intensity, au_codes, subject, sequence, frame, paths, partition,
 emotions, skipped), the split per row, and what it was made from: the data spec, protocol,
 size, split settings and classes of the run's config, the FaceSet's fingerprint, and, for a
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -36,6 +37,79 @@ STRINGS = ("subject", "sequence", "paths")
 NUMBERS = ("images", "frame", "emotion", "au_intensity", "au_codes")
 #: Config entries the stored data was made with; a run whose config differs does not get it.
 CONFIG_KEYS = ("data", "protocol", "size", "split", "classes")
+
+
+class StoredImages(np.lib.mixins.NDArrayOperatorsMixin):
+    """The (N, S, S) uint8 crops of a dataset file, read on demand: a command holds only the rows
+    it asks for (`[i]`, `[a:b]`, index arrays, bool masks, in any order) and `np.asarray` reads
+    them all (training). The file stays open for reading, one handle per process."""
+
+    #: Rows read per HDF5 call when gathering scattered rows, hashing or writing (2.5 MB at 99x99).
+    BLOCK = 256
+
+    def __init__(self, path, shape, dtype):
+        self.path, self.shape, self.dtype = Path(path), tuple(int(v) for v in shape), np.dtype(dtype)
+        self._handle = self._digest = None
+        self._dataset()  # opened now: the file read is the one whose attributes were checked
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _dataset(self):
+        pid = os.getpid()
+        if self._handle is None or self._handle[0] != pid:  # a forked child opens its own
+            self._handle = (pid, h5py.File(self.path, "r"))
+        return self._handle[1]["images"]
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):  # rows first, then the rest of the key on what was read
+            rows = self[key[0]]
+            return rows[key[1:]] if isinstance(key[0], (int, np.integer)) else rows[(slice(None), *key[1:])]
+        if isinstance(key, (int, np.integer, slice)):
+            return self._dataset()[key]
+        index = np.asarray(key)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        index = np.where(index < 0, index + len(self), index).astype(np.int64)
+        if index.size and not 0 <= int(index.min()) <= int(index.max()) < len(self):
+            raise IndexError(f"{self.path}: row index out of range for {len(self)} images")
+        wanted, where = np.unique(index, return_inverse=True)
+        out = np.empty((len(wanted), *self.shape[1:]), self.dtype)
+        dataset = self._dataset()
+        # one contiguous read per BLOCK-row window holding wanted rows, from its first to its last
+        for part in np.split(np.arange(len(wanted)), np.flatnonzero(np.diff(wanted // self.BLOCK)) + 1):
+            if part.size:
+                rows = wanted[part]
+                out[part] = dataset[int(rows[0]):int(rows[-1]) + 1][rows - rows[0]]
+        return out[where.reshape(index.shape)]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self._dataset()[()]
+        return data if dtype is None else data.astype(dtype)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """Arithmetic and comparisons (`images != other`) on all rows, read."""
+        inputs = [np.asarray(x) if isinstance(x, StoredImages) else x for x in inputs]
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def hashed(self):
+        """A sha256 fed the rows as `FaceSet.fingerprint` feeds in-memory images (`hash_array`), read
+        a block at a time and computed once: an open file is never rewritten in place (a new
+        dataset file replaces it by rename)."""
+        if self._digest is None:
+            self._digest = hashlib.sha256()
+            self._digest.update(b"images")
+            self._digest.update(str(self.shape).encode())
+            for start in range(0, len(self), self.BLOCK):
+                self._digest.update(memoryview(np.ascontiguousarray(self[start:start + self.BLOCK])).cast("B"))
+        return self._digest.copy()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handle": None, "_digest": None}
 
 
 def dataset_path(run_dir) -> Path:
@@ -93,7 +167,9 @@ def write_dataset(run_dir, faceset: FaceSet, split: np.ndarray, classes, config:
         h5.attrs["emotions"] = json.dumps(list(faceset.emotions))
         h5.attrs["source_listing"] = listing_digest(listing)
         chunks = (1, *faceset.images.shape[1:]) if len(faceset) else None
-        h5.create_dataset("images", data=faceset.images, chunks=chunks)
+        images = h5.create_dataset("images", shape=faceset.images.shape, dtype=faceset.images.dtype, chunks=chunks)
+        for start in range(0, len(faceset), StoredImages.BLOCK):  # a stored FaceSet is copied block by block
+            images[start:start + StoredImages.BLOCK] = faceset.images[start:start + StoredImages.BLOCK]
         for name in NUMBERS[1:]:
             h5.create_dataset(name, data=getattr(faceset, name))
         for name in STRINGS:
@@ -156,7 +232,8 @@ def read_dataset(run_dir, config: dict) -> tuple[FaceSet, np.ndarray] | None:
                 raise located(path, f"stored for another configuration ({', '.join(differ)} differ from "
                                     f"config.json); re-train, or run `interpret refresh-data --run {path.parent}`")
             _check_source(path, h5, config["data"]["spec"])
-            arrays = {name: h5[name][()] for name in NUMBERS}
+            arrays = {name: h5[name][()] for name in NUMBERS[1:]}
+            arrays["images"] = StoredImages(path, h5["images"].shape, h5["images"].dtype)
             arrays.update({name: h5[name].asstr()[()].astype(str) for name in STRINGS})
             split = h5["split"].asstr()[()].astype(str)
             faceset = FaceSet(

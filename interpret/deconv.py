@@ -310,10 +310,6 @@ def layer_field(run, layer: str):
     return receptive_field(run.model, layer, tuple(run.dataset.images(0, 1).shape[1:]))
 
 
-def _dataset_images(dataset, index: np.ndarray) -> torch.Tensor:
-    return torch.cat([dataset.images(int(i), int(i) + 1) for i in index])
-
-
 def ranking_rows(split_of: np.ndarray, split: str | None) -> tuple[np.ndarray, str]:
     """Rows ranked for the top activations, and the split they are: 'train', 'test', ...,
     None = every row, 'auto' = the training rows, or every row of a run without any (imported)."""
@@ -356,7 +352,7 @@ def deconvolve_top(run, layer=None, top: int = 9, maps="all", rule: str = "decon
     height, width = run.dataset.images(0, 1).shape[-2:]
     projection = np.zeros((seeds.shape[0], height, width), np.float32) if len(live) < len(seeds) else None
     if len(live):
-        images = _dataset_images(run.dataset, unique)
+        images = run.dataset.rows(unique)
         unit = project(run.model, name, images, seeds[live], rule=rule, owner=owner).cpu().numpy()
         unit *= activation.ravel()[live, None, None]
         if projection is None:
@@ -471,7 +467,7 @@ def _write_sheets(run, layer: str, field, result: dict, folder: Path) -> None:
     from interpret.sheets import map_sheet, mosaic, overview_sheet, patch_tile, projection_tile, window
 
     unique = np.unique(result["image_index"])
-    images = dict(zip(unique.tolist(), _display(_dataset_images(run.dataset, unique), run.dataset.spec)))
+    images = dict(zip(unique.tolist(), _display(run.dataset.rows(unique), run.dataset.spec)))
     side = run.dataset.images(0, 1).shape[-1]
     size, stride, offset = field.size, np.asarray(field.stride), np.asarray(field.offset)
     folder.mkdir(parents=True, exist_ok=True)

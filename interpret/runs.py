@@ -109,14 +109,18 @@ class RunDataset(torch.utils.data.Dataset):
         self.classes = list(classes)
         self.targets = class_targets(faceset, classes)
         self.au_presence = faceset.au_present.astype(np.uint8)
-        self._pixels = torch.from_numpy(faceset.images)
 
     def __len__(self) -> int:
         return len(self.faceset)
 
     def images(self, start: int, stop: int) -> torch.Tensor:
         """Evaluation-transform batch of rows start..stop-1, (B, C, size, size) float32."""
-        return evaluate(self._pixels[start:stop], self.spec)
+        return evaluate(torch.from_numpy(np.asarray(self.faceset.images[start:stop])), self.spec)
+
+    def rows(self, index) -> torch.Tensor:
+        """Evaluation-transform batch of the rows `index` (any order, repeats allowed), read at once."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        return evaluate(torch.from_numpy(np.asarray(self.faceset.images[index])), self.spec)
 
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):

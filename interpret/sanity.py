@@ -216,7 +216,7 @@ def run_sanity(run, *, layer=None, seed: int = 0, n_seeds: int = 32) -> SanityRe
     layer = choose_layer(model, layer)
     seeds = select_seeds(run, layer, n_seeds)
     index = [s["image_index"] for s in seeds]
-    images = torch.cat([run.dataset.images(i, i + 1) for i in index]).to(run.device)
+    images = run.dataset.rows(index).to(run.device)
     seed_tensor = torch.tensor([[s["map"], s["y"], s["x"]] for s in seeds], dtype=torch.long, device=run.device)
     positions = np.array([[s["y"], s["x"]] for s in seeds])
     boxes = layer_field(run, layer).boxes(positions, tuple(images.shape[-2:])).tolist()

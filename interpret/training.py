@@ -401,7 +401,7 @@ def train(data="synthetic", out="runs/run", arch: str = "zhu2019", recipe: str |
     val_rows = np.flatnonzero((split_of == "val") & (targets >= 0))
     test_rows = np.flatnonzero((split_of == "test") & (targets >= 0))
 
-    pixels = torch.from_numpy(faceset.images).to(torch_device)
+    pixels = torch.from_numpy(np.asarray(faceset.images)).to(torch_device)
     labels = torch.from_numpy(targets).to(torch_device)
 
     def part(rows):

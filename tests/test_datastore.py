@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from interpret.cli import app
 from interpret.data.protocols import apply_protocol
-from interpret.datastore import dataset_path, read_dataset, write_dataset
+from interpret.datastore import StoredImages, dataset_path, read_dataset, write_dataset
 from interpret.errors import InterpretError
 from interpret.runs import run_data, write_config
 from interpret.synth import synthetic_faceset, write_synthetic
@@ -26,7 +26,7 @@ def config_for(spec, **data) -> dict:
 def assert_same(a, b) -> None:
     for field in dataclasses.fields(a):
         x, y = getattr(a, field.name), getattr(b, field.name)
-        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        if isinstance(x, (np.ndarray, StoredImages)) or isinstance(y, (np.ndarray, StoredImages)):
             assert x.dtype.kind == y.dtype.kind and x.shape == y.shape, field.name
             np.testing.assert_array_equal(x, y, err_msg=field.name)
         else:
@@ -43,6 +43,9 @@ def test_round_trip_gives_identical_arrays(tmp_path):
     assert_same(faceset, back)
     np.testing.assert_array_equal(split, back_split)
     assert back.fingerprint() == faceset.fingerprint()
+    # strings read back at their own width: an in-memory array wider than its text hashes the same
+    wide = dataclasses.replace(faceset, subject=faceset.subject.astype("<U40"), paths=faceset.paths.astype("<U9"))
+    assert wide.fingerprint() == back.fingerprint()
     assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"
 
 
@@ -91,3 +94,31 @@ def test_truncated_file_is_one_line_error(tmp_path):
     path.write_bytes(path.read_bytes()[:4000])
     with pytest.raises(InterpretError, match=r"dataset\.h5: unreadable dataset file"):
         read_dataset(tmp_path, config_for("synthetic"))
+
+
+def test_stored_images_read_only_the_rows_asked_for_and_index_like_the_array(tmp_path, monkeypatch):
+    import pickle
+    import tracemalloc
+
+    faceset = synthetic_faceset(subjects=2, seed=1)
+    config = config_for("synthetic", subjects=2, seed=1)
+    write_dataset(tmp_path, faceset, np.full(len(faceset), "train"), ["happy", "surprise"], config)
+    tracemalloc.start()
+    try:
+        back = read_dataset(tmp_path, config)[0]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    images, memory = back.images, faceset.images
+    assert isinstance(images, StoredImages) and peak < memory.nbytes / 4  # the crops stay on disk
+    monkeypatch.setattr(StoredImages, "BLOCK", 7)  # scattered rows span several reads
+    rows = np.array([len(memory) - 1, 3, 3, 0, 20, -2])
+    mask = np.arange(len(memory)) % 5 == 1
+    for key in (4, -1, slice(2, 30, 3), rows, mask, (rows, slice(None), 5), (7, 3)):
+        np.testing.assert_array_equal(images[key], memory[key])
+    np.testing.assert_array_equal(np.asarray(images), memory)
+    assert (images != memory).sum() == 0 and images.shape == memory.shape and len(images) == len(memory)
+    assert back.fingerprint() == faceset.fingerprint() == back.fingerprint()
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(images))[rows], memory[rows])
+    with pytest.raises(IndexError, match="dataset.h5: row index out of range"):
+        images[np.array([0, len(memory)])]

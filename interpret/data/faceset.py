@@ -103,18 +103,30 @@ class FaceSet:
         return replace(self, **per_row)
 
     def fingerprint(self) -> str:
-        """SHA-256 over images and labels: equal data, equal fingerprint."""
-        digest = hashlib.sha256()
-        for name in ("images", "subject", "sequence", "frame", "emotion", "au_intensity", "au_codes"):
-            arr = np.ascontiguousarray(getattr(self, name))
-            digest.update(name.encode())
-            digest.update(str(arr.shape).encode())
-            if arr.dtype.kind in "OU":
-                digest.update(arr.astype(str).tobytes())
-            elif arr.size:  # memoryview cannot cast an empty (N, 0) array; its shape is hashed above
-                digest.update(memoryview(arr).cast("B"))
+        """SHA-256 over images and labels: equal data, equal fingerprint. Images stored on disk
+        (`interpret.datastore.StoredImages`) give the digest of their bytes, hashed once per file."""
+        if hasattr(self.images, "hashed"):
+            digest = self.images.hashed()
+        else:
+            digest = hashlib.sha256()
+            hash_array(digest, "images", self.images)
+        for name in ("subject", "sequence", "frame", "emotion", "au_intensity", "au_codes"):
+            hash_array(digest, name, getattr(self, name))
         digest.update("|".join(self.emotions).encode())
         return digest.hexdigest()
+
+
+def hash_array(digest, name: str, arr: np.ndarray) -> None:
+    """Feed one named array (its shape, then its values) to a hashlib digest."""
+    arr = np.ascontiguousarray(arr)
+    digest.update(name.encode())
+    digest.update(str(arr.shape).encode())
+    if arr.dtype.kind in "OU":  # at the longest string's width: the same text, the same bytes
+        text = arr.astype(str)
+        width = max(1, int(np.char.str_len(text).max())) if text.size else 1
+        digest.update(text.astype(f"<U{width}").tobytes())
+    elif arr.size:  # memoryview cannot cast an empty (N, 0) array; its shape is hashed above
+        digest.update(memoryview(arr).cast("B"))
 
 
 _PER_ROW = ("images", "subject", "sequence", "frame", "emotion", "au_intensity", "paths")

@@ -82,7 +82,7 @@ def _wu_sequences(run, split: str) -> dict:
     data, classes = run.dataset, list(run.config["classes"])
     head, baseline, meta = load_heads(run.path, len(classes))
     model = run.model.to("cpu")
-    pixels = torch.from_numpy(data.faceset.images)
+    pixels = torch.from_numpy(np.asarray(data.faceset.images))
     samples, labels = _samples(data.faceset, data.split, data.targets, split, meta["sequence"])
     train_samples, train_labels = _samples(data.faceset, data.split, data.targets, "train", meta["sequence"])
     features = frame_features(model, pixels[torch.from_numpy(np.unique(samples))]) if len(samples) else None

@@ -80,7 +80,7 @@ def finish_wu2019(model: WuFrameCNN, config: dict, out: Path, faceset, split, ta
     classes = config["classes"]
     seed = int(config["seed"])
     cpu_model = model.to("cpu").eval()
-    pixels = torch.from_numpy(faceset.images)
+    pixels = torch.from_numpy(np.asarray(faceset.images))
     features = frame_features(cpu_model, pixels)
     write_features(Path(out) / FEATURES_FILE, features.numpy(), faceset)
     rows_input = image_rows(evaluate(pixels, input_spec("wu2019")))
