@@ -11,7 +11,9 @@ of the layer's positive per-image maxima: it scales with the layer, so D is unit
 factor (D(λR, λQ; λε) = λ D(R, Q; ε)), it caps the log-ratio of a zero against a typical
 activation at log(1 + 1/0.01) ≈ 4.6, every term stays ≥ 0, and an all-zero map against an
 all-zero map gives exactly 0. When a set has fewer than n images, only the first
-min(n, |S|, |S^c|) pairs are summed. Maps are numbered from 0.
+min(n, |S|, |S^c|) pairs are summed. Maps are numbered from 0. The logs need activations ≥ 0 (a
+ReLU's output, as in the paper); signed maxima (a layer before its ReLU, the rotated control's
+mixed maps) are measured from the layer's minimum (`from_floor`), recorded as `distance_floor`.
 
 Beyond the paper (`au_statistics`): a sequence-level permutation null (family-wise p for the
 best map, per-map p with Benjamini–Hochberg q), AUROC of every map over all images, the AU
@@ -72,6 +74,16 @@ def epsilon_for(maxima) -> float:
     middle = sorted({(positive.size - 1) // 2, positive.size // 2})
     positive.partition(middle)
     return EPSILON_FRACTION * float(np.median(positive[middle].astype(np.float64)))
+
+
+def from_floor(maxima) -> tuple[np.ndarray, float]:
+    """(maxima the distance can take logs of, the floor subtracted): non-negative maxima as given
+    (floor 0.0); signed ones minus the layer's minimum, which becomes 0."""
+    maxima = np.asarray(maxima)
+    floor = float(maxima.min()) if maxima.size else 0.0
+    if floor >= 0:
+        return maxima, 0.0
+    return maxima - maxima.dtype.type(floor), floor
 
 
 def pair_distance(top_in, top_out, epsilon: float) -> np.ndarray:
@@ -230,7 +242,7 @@ def _rank_sums(values, positive) -> np.ndarray:
 
 def au_distance(maxima, present, n: int = 9, epsilon: float | None = None) -> np.ndarray:
     """(C,) the paper's distance of every map for one AU presence vector (N,)."""
-    maxima = np.asarray(maxima, dtype=np.float64)
+    maxima = from_floor(np.asarray(maxima, dtype=np.float64))[0]
     present = np.asarray(present, dtype=bool)
     eps = epsilon_for(maxima) if epsilon is None else epsilon
     inside = present[None].astype(np.int64)
@@ -317,6 +329,7 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
     known_all = np.ones(np.shape(aus), bool) if known is None else np.asarray(known, dtype=bool)
     present_all = np.asarray(aus).astype(bool) & known_all
     au_codes = [int(a) for a in au_codes]
+    maxima, floor = from_floor(maxima)
     eps = epsilon_for(maxima)
     ranked = RankedMaps(maxima)
     seq_index, seq_aus, carrier = sequence_structure(sequence, present_all, frame)
@@ -379,6 +392,7 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
             "n": int(n),
             "epsilon": eps,
             "epsilon_rule": f"{EPSILON_FRACTION} x median positive per-image maximum of the layer",
+            "distance_floor": floor,
             "n_present": n_present,
             "n_absent": n_absent,
             "n_unknown": int((~known_a).sum()),

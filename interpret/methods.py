@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 
 from interpret import stats
-from interpret.aumap import RankedMaps, epsilon_for, pair_distance, permuted_labels, sequence_structure
+from interpret.aumap import RankedMaps, epsilon_for, from_floor, pair_distance, permuted_labels, sequence_structure
 from interpret.layers import get_module, layer_output, resolve_layer
 from interpret.quantiles import IOU_QUANTILE, TopQuantile
 
@@ -43,6 +43,7 @@ PROBE_L1 = 0.01
 
 def distance_scores(maxima, presence, n: int = 9) -> tuple[np.ndarray, np.ndarray]:
     """(paper distance (A, C), directional distance (A, C)) for presence (N, A) in one pass."""
+    maxima = from_floor(maxima)[0]
     return _distances(RankedMaps(maxima), _inside(presence), n, epsilon_for(maxima))
 
 
@@ -257,12 +258,14 @@ def probe_scores(maxima, presence, subject, folds: int = 5, l1: float = PROBE_L1
 
 class SharedMaxima:
     """A layer's per-image maxima prepared once for all AUs, their scores and permutation nulls:
-    each map's sorted maxima, their column ranks, the standardized maxima and the probe's step."""
+    each map's sorted maxima (from the layer's floor, `aumap.from_floor`), their column ranks, the
+    standardized maxima and the probe's step."""
 
     def __init__(self, maxima):
         maxima = np.asarray(maxima, dtype=np.float64)
-        self.ranked = RankedMaps(maxima)
-        self.epsilon = epsilon_for(maxima)
+        distance_maxima, self.floor = from_floor(maxima)
+        self.ranked = RankedMaps(distance_maxima)
+        self.epsilon = epsilon_for(distance_maxima)
         self.ranks = rankdata(maxima, axis=0)
         self.X = standardize(maxima)[0]
         self._step = None

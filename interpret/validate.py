@@ -30,12 +30,10 @@ from interpret.facs import au_name
 from interpret.io import atomic_path, write_json, write_text
 from interpret.layers import resolve_layer
 from interpret.planting import planted_maps
-from interpret.verdict import ALPHA, summary, verdict
+from interpret.verdict import ALPHA, DETECTOR_AUROC, summary, verdict
 
 log = logging.getLogger(__name__)
 
-#: A planted map is ground truth only where it became a detector: held-out AUROC at least this.
-DETECTOR_AUROC = 0.75
 #: Random maps ablated per AU as the causal check's reference, and AU-present images used.
 CAUSAL_RANDOM_MAPS = 8
 CAUSAL_IMAGES = 12
@@ -130,7 +128,7 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
         null = methods.permutation_null(maxima, presence, sequence, frame, a, perms, n=n,
                                         iou_counts=counts, probe_permutations=probe_permutations, inputs=shared)
         record = {"au": au_name(code), "au_code": code, "n_present": int(pres[:, i].sum()),
-                  "probe_cv_auroc": float(probe["cv_auroc"][i]), "methods": {}}
+                  "probe_cv_auroc": float(probe["cv_auroc"][i]), "distance_floor": shared.floor, "methods": {}}
         for name, table in scores.items():
             row = np.nan_to_num(table[i], nan=-np.inf)
             winner = int(np.argmax(row))
@@ -209,7 +207,7 @@ def causal_check(model, layer, dataset, records, presence_all, au_codes, maxima,
         candidates = sorted({m["winner"] for m in record["methods"].values()})
         others = np.setdiff1d(np.arange(n_maps), candidates)
         randoms = sorted(int(m) for m in rng.choice(others, size=min(random_maps, len(others)), replace=False))
-        x = torch.cat([dataset.images(int(r), int(r) + 1) for r in rows]).to(next(model.parameters()).device)
+        x = dataset.rows(rows).to(next(model.parameters()).device)
         drops, _ = methods.ablation_drops(model, layer, x, candidates + randoms)
         mean_drop = drops.mean(axis=1)
         random_drops = [float(d) for d in mean_drop[len(candidates):]]
@@ -312,9 +310,13 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
         return float(np.mean([by_au[au]["verdict"] == "found" and by_au[au]["map"] == planted[au] for au in aus])) \
             if aus else None
 
+    found = [v for v in verdicts if v["verdict"] == "found" and v["au"] in planted]
     return {"maps": planted, "detector_auroc": DETECTOR_AUROC, "detectors": detectors, "verified": sorted(verified),
             "recovery": recovery(records, planted), "recovery_verified": recovery(records, verified),
             "verdict_recovery": verdict_share(planted), "verdict_recovery_verified": verdict_share(verified),
+            # a found map that is not the planted one may still be a natural detector: a lower bound
+            "verdict_found_is_planted": (float(np.mean([v["map"] == planted[v["au"]] for v in found]))
+                                         if found else None),
             "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
 
 
@@ -352,7 +354,7 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
     causal_check(run.model, layer, run.dataset, records, arrays["aus"], arrays["au_codes"], arrays["max"], seed)
     verdicts = [verdict(r) for r in records]
     result = {"run": str(run.path), "layer": resolve_layer(run.model, layer), "quantile": quantile,
-              "alpha": ALPHA, "permutations": permutations, "probe_permutations": probe_permutations,
+              "alpha": ALPHA, "detector_auroc": DETECTOR_AUROC, "permutations": permutations, "probe_permutations": probe_permutations,
               "probe_l1": methods.PROBE_L1, "summary": summary(verdicts), "verdicts": verdicts,
               "agreement": agreement(records), "false_positives": {"run": false_positive_rates(records)}}
     if planted:
@@ -382,6 +384,8 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
         result["false_positives"][name] = false_positive_rates(recs)
         control_verdicts = [verdict(r) for r in recs]
         result.setdefault("control_verdicts", {})[name] = summary(control_verdicts)
+        # which AUs a control "finds", with the evidence: a random-weight map may really fire with an AU
+        result.setdefault("control_findings", {})[name] = [v for v in control_verdicts if v["verdict"] != "none"]
         result["found_rate"][name] = _found_rate(control_verdicts)
     result["accuracy"] = {"run": _accuracy(run.path)}
     if baseline is not None:
@@ -507,8 +511,15 @@ def format_validate(result: dict) -> str:
             if planted[key]:
                 lines.append(f"recovery of {label} (top-1 / top-5): " + ", ".join(
                     f"{m} {r['top1']:.2f}/{r['top5']:.2f}" for m, r in planted[key].items()))
+        if planted.get("verdict_recovery_verified") is not None:
+            lines.append(f"the verdict names the planted map for {planted['verdict_recovery_verified']:.2f} of the "
+                         "verified AUs")
+        if planted.get("verdict_found_is_planted") is not None:
+            lines.append(f"{planted['verdict_found_is_planted']:.2f} of the verdict's \"found\" name the AU's planted map")
     for key, rates in result["false_positives"].items():
         lines.append(f"significant winners ({key}): " + ", ".join(f"{m} {r['p']:.2f}" for m, r in rates.items()))
+    for name, findings in (result.get("control_findings") or {}).items():
+        lines.extend(f"  {name} control: {v['line']}" for v in findings)
     lines.append("share of AUs with a detector found: " + ", ".join(
         f"{k} {v:.2f}" for k, v in result["found_rate"].items() if v is not None))
     acc = result["accuracy"]

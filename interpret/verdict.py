@@ -13,8 +13,11 @@ writes it):
 A map is a *candidate* when a method names it with q < alpha and it fires more with the AU
 (the paper's distance votes only then; it is blind to the direction). The verdict is
 "found" when at least `MIN_METHODS` methods name the same candidate, it fires more with the AU,
-it does not track a co-occurring AU better than this one, and (with landmarks) its top pixels
-fall in the AU's region at least `LOCALIZED_RATIO` times more often than area alone predicts.
+it does not track a co-occurring AU better than this one, it separates the AU's images well
+enough to be called a detector (AUROC of its maxima at least `DETECTOR_AUROC`: with thousands
+of images a map at AUROC 0.6 is significant, but it is a weak correlate, and random-weight maps
+give many of those), and (with landmarks) its top pixels fall in the AU's region at least
+`LOCALIZED_RATIO` times more often than area alone predicts.
 "confounded": the candidate separates a co-occurring AU (without this one) at least as well
 as this AU (without the other); `record["confound"]` compares with the co-occurring AU that has
 the largest partial effect on the map (`interpret.validate`). Otherwise "none", with the reason.
@@ -27,6 +30,9 @@ VOTERS = ("directional", "auroc", "iou", "probe", "distance")
 ALPHA = 0.05
 MIN_METHODS = 2
 LOCALIZED_RATIO = 1.5
+#: What the toolkit calls a detector: its per-image maxima separate the AU at AUROC at least this
+#: (the verdict's candidate over all images; a planted map over held-out subjects).
+DETECTOR_AUROC = 0.75
 
 
 def _fires_more(info: dict) -> bool:
@@ -57,12 +63,12 @@ def localization_of(record: dict, map_index: int) -> dict | None:
 
 
 def verdict(record: dict, alpha: float = ALPHA, min_methods: int = MIN_METHODS,
-            localized_ratio: float = LOCALIZED_RATIO) -> dict:
-    """The AU's verdict: {au, verdict, map, methods, localization, localized, causal, confound, reason, line}."""
+            localized_ratio: float = LOCALIZED_RATIO, min_auroc: float = DETECTOR_AUROC) -> dict:
+    """The AU's verdict: {au, verdict, map, methods, auroc, localization, localized, causal, confound, reason, line}."""
     au = record["au"]
     ballot = votes(record, alpha)
     paper = (record.get("methods") or {}).get("distance") or {}
-    out = {"au": au, "verdict": "none", "map": None, "methods": [], "localization": None, "localized": None,
+    out = {"au": au, "verdict": "none", "map": None, "methods": [], "auroc": None, "localization": None, "localized": None,
            "causal": None, "confound": None, "paper_map": paper.get("winner"), "reason": ""}
     if not ballot:
         less = paper.get("winner") is not None and (paper.get("q") or 1) < alpha and not _fires_more(paper)
@@ -72,7 +78,7 @@ def verdict(record: dict, alpha: float = ALPHA, min_methods: int = MIN_METHODS,
     order = {name: i for i, name in enumerate(VOTERS)}
     best = max(ballot, key=lambda m: (len(ballot[m]), -min(order[n] for n in ballot[m])))
     methods = ballot[best]
-    out.update(map=best, methods=methods)
+    out.update(map=best, methods=methods, auroc=float(record["methods"][methods[0]]["auroc"]))
     loc = localization_of(record, best)
     out["localization"] = loc
     out["localized"] = None if loc is None else loc["ratio"] >= localized_ratio
@@ -87,6 +93,9 @@ def verdict(record: dict, alpha: float = ALPHA, min_methods: int = MIN_METHODS,
         out["reason"] = (f"map {best} tracks {confound['other_au']}: AUROC {confound['auroc_other_without_this']:.2f} "
                          f"for {confound['other_au']} without {au} vs "
                          f"{confound['auroc_this_without_other'] or 0:.2f} for {au} without {confound['other_au']}")
+    elif out["auroc"] < min_auroc:
+        out["reason"] = (f"map {best} fires more with the AU but weakly (AUROC {out['auroc']:.2f}, a detector needs "
+                         f"{min_auroc:g}): a correlate, not a detector")
     elif out["localized"] is False:
         out["reason"] = (f"map {best} fires more with the AU but outside its region "
                          f"({loc['ratio']:.2f}x the area share, needs {localized_ratio:g}x)")
@@ -110,7 +119,8 @@ def _with_line(out: dict) -> dict:
             mean_random = sum(causal["random_drops"]) / len(causal["random_drops"])
             effect = (f"; ablating it drops the emotion logit by {causal['emotion_drop']:.3g} "
                       f"(random maps {mean_random:.3g}{', exceeds all' if causal.get('exceeds_random') else ''})")
-        out["line"] = f"{au}: detector found: map {out['map']} (by {', '.join(out['methods'])}){where}{effect}{paper}"
+        out["line"] = (f"{au}: detector found: map {out['map']} (by {', '.join(out['methods'])}; AUROC "
+                       f"{out['auroc']:.2f}){where}{effect}{paper}")
     elif kind == "confounded":
         out["line"] = f"{au}: confounded: {out['reason']}{paper}"
     else:

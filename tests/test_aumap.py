@@ -2,6 +2,7 @@ import csv
 import json
 import math
 import tracemalloc
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -121,6 +122,24 @@ def test_epsilon_handles_all_zero_maps_and_scales_with_the_layer():
     assert eps == pytest.approx(0.01 * np.median(maxima[maxima > 0]))
     assert np.allclose(aumap.au_distance(10 * maxima, present), 10 * d)
     assert aumap.epsilon_for(np.zeros((3, 3))) == 1.0
+
+
+def test_signed_maxima_are_measured_from_the_layers_floor_not_dropped_as_nan():
+    rng = np.random.default_rng(2)
+    maxima = rng.normal(size=(60, 5))  # a layer before its ReLU, or rotated maps: negative maxima
+    present = np.arange(60) < 25
+    maxima[present, 3] += 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a log of a negative activation would warn (and nansum drop it)
+        d = aumap.au_distance(maxima, present)
+    shifted = maxima - maxima.min()
+    assert np.isfinite(d).all() and int(np.argmax(d)) == 3
+    assert np.array_equal(d, aumap.au_distance(shifted, present))
+    assert aumap.from_floor(shifted)[1] == 0.0 and aumap.from_floor(maxima)[1] == maxima.min()
+    ids = np.arange(60).astype(str)
+    res = aumap.au_statistics(maxima, present[:, None], [1], ids, np.ones(60), ids, [1], permutations=9,
+                              bootstrap=0)["AU01"]
+    assert res["distance_floor"] == maxima.min() and np.allclose(res["distance"], d)
 
 
 def planted(rng, n_seq=60, n_maps=20):

@@ -127,7 +127,8 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
     (run / "validate").mkdir()
     (run / "validate" / "validate.json").write_text(json.dumps({
         "summary": summary([none, found]), "verdicts": [none, found], "layer": "relu3", "alpha": 0.05,
-        "quantile": 0.005, "false_positives": {"run": {}}}))
+        "detector_auroc": 0.75, "quantile": 0.005, "false_positives": {"run": {}},
+        "control_verdicts": {"untrained": summary([found])}, "control_findings": {"untrained": [found]}}))
     index = write_report(run)
     html = index.read_text()
     assert html.index("1 of 2 AUs: detector found") < html.index('id="overview"')
@@ -135,3 +136,4 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
     assert "co-occurring AU23" in html and "partial effect" in html and "1.25 for AU04" in html
     assert parse(index).cards == {0: "", 1: "", 2: "", 3: "", 4: "AU04", 5: ""}  # AU01's paper map 1 is unlabelled
     assert "largest distance: AU01" in html and "Vertical stripes" in html
+    assert "AUROC &ge; 0.75" in html and "What the untrained control names (1)" in html

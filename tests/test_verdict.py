@@ -1,6 +1,6 @@
 """The per-AU verdict on hand-built method results."""
 
-from interpret.verdict import summary, verdict
+from interpret.verdict import DETECTOR_AUROC, summary, verdict
 
 
 def method(winner, q, auroc):
@@ -59,6 +59,17 @@ def test_detector_outside_its_region_is_not_found_but_unknown_localization_is():
     rec["localization"] = {}
     out = verdict(rec)
     assert out["verdict"] == "found" and out["localized"] is None and "no landmarks" in out["line"]
+
+
+def test_significant_agreeing_but_weak_map_is_a_correlate_not_a_detector():
+    weak = {name: method(7, 0.001, 0.7) for name in ("directional", "auroc", "probe")}
+    out = verdict(record(weak, IN_REGION))
+    assert out["verdict"] == "none" and out["map"] == 7 and out["auroc"] == 0.7
+    assert "weakly (AUROC 0.70" in out["reason"] and "not a detector" in out["line"]
+    assert verdict(record(weak, IN_REGION), min_auroc=0.65)["verdict"] == "found"
+    at_threshold = {name: method(7, 0.001, DETECTOR_AUROC) for name in ("directional", "auroc")}
+    found = verdict(record(at_threshold, IN_REGION))
+    assert found["verdict"] == "found" and f"AUROC {DETECTOR_AUROC:.2f}" in found["line"]
 
 
 def test_summary_counts():

@@ -12,7 +12,8 @@ from interpret.data.transforms import PAPER_INPUT
 from interpret.planting import PlantedLoss, choose_maps, planting
 from interpret.runs import load_run
 from interpret.training import train
-from interpret.validate import DETECTOR_AUROC, planted_check, validate
+from interpret.validate import planted_check, validate
+from interpret.verdict import DETECTOR_AUROC, verdict
 
 PLANTED_AUS = (1, 12, 25, 27)
 
@@ -63,6 +64,12 @@ def test_methods_recover_the_planted_maps_and_write_tables(planted_run):
     lines = [v["line"] for v in result["verdicts"]]
     assert len(lines) == len(result["verdicts"]) and all(line.startswith("AU") for line in lines)
     assert "rotation" in result["false_positives"]
+    # the control's verdicts other than "none", with their evidence, as its per-AU records give them
+    findings = json.loads((path / "validate" / "validate.json").read_text())["control_findings"]["rotation"]
+    named = [v for v in map(verdict, json.loads((path / "validate" / "methods.json").read_text())["rotation"])
+             if v["verdict"] != "none"]
+    assert [(v["au"], v["map"], v["verdict"]) for v in findings] == [(v["au"], v["map"], v["verdict"]) for v in named]
+    assert all(v["map"] is not None and v["auroc"] is not None for v in findings)
 
 
 def test_unknown_control_is_a_one_line_error_before_any_work(planted_run):
