@@ -117,7 +117,7 @@ def deconv(run: Path, seeds_timed: int) -> None:
     image_index = rows[order].T  # (maps, 9)
     maps = np.repeat(np.arange(cache.max.shape[1]), 9)
     flat_rows = image_index.ravel()
-    positions = cache.argmax[flat_rows, maps]
+    positions = cache.positions(flat_rows, maps)
     pick = np.linspace(0, len(maps) - 1, seeds_timed).round().astype(int)
     model = loaded.model
     explainer = NeuronDeconvolution(model, model.relu3)

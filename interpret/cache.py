@@ -36,7 +36,7 @@ import torch
 import interpret
 from interpret.data import transforms
 from interpret.errors import InterpretError, located
-from interpret.io import atomic_path
+from interpret.io import atomic_path, read_rows
 from interpret.layers import choose_layer, layer_output
 from interpret.quantiles import IOU_QUANTILE, TopQuantile, top_k
 
@@ -154,12 +154,12 @@ def build_cache(run, layer=None, store_maps: bool = False, batch_size: int = 128
 
 @dataclass
 class ActivationCache:
-    """A cache file's arrays (loaded) and its full maps (read lazily from disk, if stored)."""
+    """A cache file's per-image maxima and labels (loaded); its argmax positions, top values and full
+    maps (if stored) are read off the file where asked: each grows with N."""
 
     path: Path
     attrs: dict
     max: np.ndarray
-    argmax: np.ndarray
     emotion: np.ndarray
     aus: np.ndarray
     au_codes: np.ndarray
@@ -168,16 +168,27 @@ class ActivationCache:
     frame: np.ndarray
     split: np.ndarray
     has_maps: bool
-    top_values: np.ndarray | None = None
+    top_values_shape: tuple[int, int] | None = None  # (C, k) on disk; k grows with N, so never loaded whole
     _file: h5py.File | None = field(default=None, repr=False)
 
     def thresholds(self, quantile: float) -> np.ndarray | None:
-        """(C,) each map's top-`quantile` threshold from `top_values`; None if the cache holds
-        another quantile's (or, older, none)."""
-        if self.top_values is None or self.attrs.get("top_quantile") != quantile:
+        """(C,) each map's top-`quantile` threshold, the k-th column of `top_values` read off the
+        file; None if the cache holds another quantile's (or, older, none)."""
+        if self.top_values_shape is None or self.attrs.get("top_quantile") != quantile:
             return None
         k = top_k(quantile, len(self.max), self.attrs["map_shape"])
-        return self.top_values[:, k - 1].astype(np.float64) if self.top_values.shape[1] >= k else None
+        if self.top_values_shape[1] < k:
+            return None
+        with h5py.File(self.path, "r") as h5:
+            return h5["top_values"][:, k - 1].astype(np.float64)
+
+    def positions(self, rows, maps) -> np.ndarray:
+        """(..., 2) int (row, col) of each map's maximum on the image `rows` (arrays broadcast
+        together), read off the file's `argmax` for those images only (it holds 2 KB per image)."""
+        rows, maps = np.broadcast_arrays(np.asarray(rows, dtype=np.int64), np.asarray(maps, dtype=np.int64))
+        with h5py.File(self.path, "r") as h5:
+            per_row = read_rows(h5["argmax"], rows.reshape(-1))  # (R, C, 2)
+        return per_row[np.arange(rows.size), maps.reshape(-1)].reshape(*rows.shape, 2)
 
     @property
     def layer(self) -> str:
@@ -214,16 +225,16 @@ def read_cache(path) -> ActivationCache:
             missing = [name for name in ARRAYS if name not in h5] + [k for k in FINGERPRINTS if k not in h5.attrs]
             if missing:
                 raise located(path, f"incomplete activation cache (missing {', '.join(missing)})")
-            arrays = {name: h5[name][()] for name in ARRAYS}
+            arrays = {name: h5[name][()] for name in ARRAYS if name != "argmax"}  # `positions` reads it
             for name in ("subject", "sequence", "split"):
                 arrays[name] = h5[name].asstr()[()].astype(str)
             attrs = {key: (value.item() if isinstance(value, np.generic) else value) for key, value in h5.attrs.items()}
             has_maps = "maps" in h5
-            top_values = h5["top_values"][()] if "top_values" in h5 else None
+            top_values_shape = tuple(h5["top_values"].shape) if "top_values" in h5 else None
     except (OSError, KeyError, ValueError, RuntimeError) as err:
         reason = str(err).split("(", 1)[-1].rstrip(")") if "(" in str(err) else str(err)
         raise located(path, f"unreadable HDF5 file, truncated or not HDF5 ({reason})") from None
-    return ActivationCache(path=path, attrs=attrs, has_maps=has_maps, top_values=top_values, **arrays)
+    return ActivationCache(path=path, attrs=attrs, has_maps=has_maps, top_values_shape=top_values_shape, **arrays)
 
 
 def open_cache(run, layer=None, store_maps: bool = False) -> ActivationCache:

@@ -27,7 +27,7 @@ import numpy as np
 
 from interpret.data.faceset import FaceSet
 from interpret.errors import located
-from interpret.io import atomic_path
+from interpret.io import atomic_path, read_rows
 
 FILE = "dataset.h5"
 FORMAT = "interpret.dataset/1"
@@ -77,15 +77,7 @@ class StoredImages(np.lib.mixins.NDArrayOperatorsMixin):
         index = np.where(index < 0, index + len(self), index).astype(np.int64)
         if index.size and not 0 <= int(index.min()) <= int(index.max()) < len(self):
             raise IndexError(f"{self.path}: row index out of range for {len(self)} images")
-        wanted, where = np.unique(index, return_inverse=True)
-        out = np.empty((len(wanted), *self.shape[1:]), self.dtype)
-        dataset = self._dataset()
-        # one contiguous read per BLOCK-row window holding wanted rows, from its first to its last
-        for part in np.split(np.arange(len(wanted)), np.flatnonzero(np.diff(wanted // self.BLOCK)) + 1):
-            if part.size:
-                rows = wanted[part]
-                out[part] = dataset[int(rows[0]):int(rows[-1]) + 1][rows - rows[0]]
-        return out[where.reshape(index.shape)]
+        return read_rows(self._dataset(), index, self.BLOCK)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         data = self._dataset()[()]

@@ -345,7 +345,7 @@ def deconvolve_top(run, layer=None, top: int = 9, maps="all", rule: str = "decon
     order = np.argsort(-cache.max[:, chosen][rows], axis=0, kind="stable")[:top]
     image_index = rows[order].T  # (M, k)
     activation = cache.max[image_index, chosen[:, None]]
-    position = cache.argmax[image_index, chosen[:, None]].astype(np.int64)
+    position = cache.positions(image_index, chosen[:, None]).astype(np.int64)
     seeds = np.column_stack([np.repeat(chosen, top), position.reshape(-1, 2)])
     live = np.flatnonzero(activation.ravel() > 0)  # a zero activation projects to zero
     unique, owner = np.unique(image_index.ravel()[live], return_inverse=True)

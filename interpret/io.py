@@ -52,3 +52,19 @@ def sha256_file(path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_rows(dataset, index, block: int = 256):
+    """`dataset[index]` for an HDF5 dataset and integer row indices (N-d, any order, repeats
+    allowed): one contiguous read per `block`-row window holding wanted rows, from its first
+    wanted row to its last, so that only about the rows asked for are read and held."""
+    import numpy as np
+
+    index = np.asarray(index, dtype=np.int64)
+    wanted, where = np.unique(index, return_inverse=True)
+    out = np.empty((len(wanted), *dataset.shape[1:]), dataset.dtype)
+    for part in np.split(np.arange(len(wanted)), np.flatnonzero(np.diff(wanted // block)) + 1):
+        if part.size:
+            rows = wanted[part]
+            out[part] = dataset[int(rows[0]):int(rows[-1]) + 1][rows - rows[0]]
+    return out[where.reshape(index.shape)]

@@ -139,7 +139,7 @@ def _seeds_from_cache(run, layer: str):
         rows = np.arange(len(cache.max))
     maps = np.arange(cache.max.shape[1])
     best = rows[np.argmax(cache.max[rows], axis=0)]
-    return maps, cache.max[best, maps].astype(np.float64), best, cache.argmax[best, maps]
+    return maps, cache.max[best, maps].astype(np.float64), best, cache.positions(best, maps)
 
 
 def _unit(a: np.ndarray) -> np.ndarray:

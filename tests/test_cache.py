@@ -41,7 +41,10 @@ def test_cache_equals_direct_forward(run, layer):
     assert cache.max.shape == (n, c) and cache.max.dtype == np.float32
     np.testing.assert_allclose(cache.max, flat.amax(2).numpy(), rtol=1e-6, atol=1e-6)
     # the stored position holds the maximum, and is the first one in row-major order
-    y, x = cache.argmax[..., 0], cache.argmax[..., 1]
+    positions = cache.positions(np.arange(n)[:, None], np.arange(c)[None])  # (n, c, 2), read off the file
+    y, x = positions[..., 0], positions[..., 1]
+    rows = np.array([n - 1, 2, 2, 0])  # scattered, repeated: the rows asked for, in their order
+    np.testing.assert_array_equal(cache.positions(rows, 3), positions[rows, 3])
     at = act.numpy()[np.arange(n)[:, None], np.arange(c)[None], y, x]
     np.testing.assert_allclose(at, cache.max, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(y * w + x, flat.argmax(2).numpy())

@@ -190,7 +190,7 @@ def test_run_deconv_file(run, written):
         best = train[np.argsort(-cache.max[train, number], kind="stable")[:4]]
         assert index.tolist() == best.tolist()
         np.testing.assert_array_equal(data["activation"][m], cache.max[index, number])
-        np.testing.assert_array_equal(data["position"][m], cache.argmax[index, number])
+        np.testing.assert_array_equal(data["position"][m], cache.positions(index, number))
         assert np.all(np.diff(data["activation"][m]) <= 0)
     # stored projections = activation x captum's unit projection; zero outside the receptive field
     seeds = [(int(n), *map(int, data["position"][m, j])) for m, n in enumerate(data["maps"]) for j in range(4)]
