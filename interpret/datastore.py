@@ -2,7 +2,8 @@
 
 Written at train time (`write_dataset`) and by `runs.load_run` for older runs that lack it;
 later commands read it (`read_dataset`) instead of re-rendering synthetic faces or re-reading
-and re-cropping a user's images; the crops stay on disk (`StoredImages`) until rows are asked for. It holds the uint8 crops, landmarks, every label array of the
+and re-cropping a user's images; the crops stay on disk (`StoredImages`) until rows are asked
+for. It holds the uint8 crops, landmarks, every label array of the
 `FaceSet` (emotion, au_intensity, au_codes, subject, sequence, frame, paths, partition,
 emotions, skipped), the split per row, and what it was made from: the data spec, protocol,
 size, split settings and classes of the run's config, the FaceSet's fingerprint, and, for a
@@ -61,26 +62,39 @@ class StoredImages(np.lib.mixins.NDArrayOperatorsMixin):
 
     def _dataset(self):
         pid = os.getpid()
-        if self._handle is None or self._handle[0] != pid:  # a forked child opens its own
-            self._handle = (pid, h5py.File(self.path, "r"))
+        if self._handle is None or self._handle[0] != pid:  # a forked or unpickled copy opens its own
+            images = h5py.File(self.path, "r")["images"]
+            if images.shape != self.shape:
+                raise OSError(f"the file changed since it was read: {images.shape[0]} images, not {self.shape[0]}")
+            self._handle = (pid, images.file)
         return self._handle[1]["images"]
+
+    def _read(self, key):
+        """`dataset[key]`, or `read_rows` for an index array; a damaged file is a one-line error."""
+        try:
+            if isinstance(key, np.ndarray):
+                return read_rows(self._dataset(), key, self.BLOCK)
+            return self._dataset()[key]
+        except (OSError, KeyError, RuntimeError) as err:
+            raise located(self.path, f"unreadable crops ({str(err).splitlines()[0]}); delete the file to rebuild it") \
+                from None
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, tuple):  # rows first, then the rest of the key on what was read
             rows = self[key[0]]
             return rows[key[1:]] if isinstance(key[0], (int, np.integer)) else rows[(slice(None), *key[1:])]
         if isinstance(key, (int, np.integer, slice)):
-            return self._dataset()[key]
+            return self._read(key)
         index = np.asarray(key)
         if index.dtype == bool:
             index = np.flatnonzero(index)
         index = np.where(index < 0, index + len(self), index).astype(np.int64)
         if index.size and not 0 <= int(index.min()) <= int(index.max()) < len(self):
             raise IndexError(f"{self.path}: row index out of range for {len(self)} images")
-        return read_rows(self._dataset(), index, self.BLOCK)
+        return self._read(index)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        data = self._dataset()[()]
+        data = self._read(())
         return data if dtype is None else data.astype(dtype)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):

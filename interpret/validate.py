@@ -354,7 +354,8 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
     causal_check(run.model, layer, run.dataset, records, arrays["aus"], arrays["au_codes"], arrays["max"], seed)
     verdicts = [verdict(r) for r in records]
     result = {"run": str(run.path), "layer": resolve_layer(run.model, layer), "quantile": quantile,
-              "alpha": ALPHA, "detector_auroc": DETECTOR_AUROC, "permutations": permutations, "probe_permutations": probe_permutations,
+              "alpha": ALPHA, "detector_auroc": DETECTOR_AUROC, "permutations": permutations,
+              "probe_permutations": probe_permutations,
               "probe_l1": methods.PROBE_L1, "summary": summary(verdicts), "verdicts": verdicts,
               "agreement": agreement(records), "false_positives": {"run": false_positive_rates(records)}}
     if planted:
@@ -515,7 +516,8 @@ def format_validate(result: dict) -> str:
             lines.append(f"the verdict names the planted map for {planted['verdict_recovery_verified']:.2f} of the "
                          "verified AUs")
         if planted.get("verdict_found_is_planted") is not None:
-            lines.append(f"{planted['verdict_found_is_planted']:.2f} of the verdict's \"found\" name the AU's planted map")
+            lines.append(f"{planted['verdict_found_is_planted']:.2f} of the verdict's \"found\" name the AU's "
+                         "planted map")
     for key, rates in result["false_positives"].items():
         lines.append(f"significant winners ({key}): " + ", ".join(f"{m} {r['p']:.2f}" for m, r in rates.items()))
     for name, findings in (result.get("control_findings") or {}).items():

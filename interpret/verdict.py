@@ -68,8 +68,8 @@ def verdict(record: dict, alpha: float = ALPHA, min_methods: int = MIN_METHODS,
     au = record["au"]
     ballot = votes(record, alpha)
     paper = (record.get("methods") or {}).get("distance") or {}
-    out = {"au": au, "verdict": "none", "map": None, "methods": [], "auroc": None, "localization": None, "localized": None,
-           "causal": None, "confound": None, "paper_map": paper.get("winner"), "reason": ""}
+    out = {"au": au, "verdict": "none", "map": None, "methods": [], "auroc": None, "localization": None,
+           "localized": None, "causal": None, "confound": None, "paper_map": paper.get("winner"), "reason": ""}
     if not ballot:
         less = paper.get("winner") is not None and (paper.get("q") or 1) < alpha and not _fires_more(paper)
         out["reason"] = ("the paper's best map is significant but fires LESS with the AU; no method names a map "

@@ -122,3 +122,19 @@ def test_stored_images_read_only_the_rows_asked_for_and_index_like_the_array(tmp
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(images))[rows], memory[rows])
     with pytest.raises(IndexError, match="dataset.h5: row index out of range"):
         images[np.array([0, len(memory)])]
+
+
+def test_crops_reopened_from_a_file_gone_or_replaced_are_a_one_line_error(tmp_path):
+    import pickle
+
+    faceset = synthetic_faceset(subjects=1, seed=0)
+    config = config_for("synthetic", subjects=1)
+    write_dataset(tmp_path, faceset, np.full(len(faceset), "train"), ["happy", "surprise"], config)
+    shipped = pickle.dumps(read_dataset(tmp_path, config)[0].images)  # another process opens the file anew
+    other = synthetic_faceset(subjects=2, seed=0)  # refresh-data would write another dataset over it
+    write_dataset(tmp_path, other, np.full(len(other), "train"), ["happy", "surprise"], config)
+    with pytest.raises(InterpretError, match=r"dataset\.h5: unreadable crops \(the file changed since it was read"):
+        pickle.loads(shipped)[0]
+    dataset_path(tmp_path).write_text("not HDF5")
+    with pytest.raises(InterpretError, match=r"dataset\.h5: unreadable crops \(.*delete the file to rebuild it$"):
+        pickle.loads(shipped)[0]
