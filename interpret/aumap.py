@@ -13,7 +13,8 @@ activation at log(1 + 1/0.01) ≈ 4.6, every term stays ≥ 0, and an all-zero m
 all-zero map gives exactly 0. When a set has fewer than n images, only the first
 min(n, |S|, |S^c|) pairs are summed. Maps are numbered from 0. The logs need activations ≥ 0 (a
 ReLU's output, as in the paper); signed maxima (a layer before its ReLU, the rotated control's
-mixed maps) are measured from the layer's minimum (`from_floor`), recorded as `distance_floor`.
+mixed maps) are measured from the layer's minimum (`RankedMaps` applies `from_floor`), recorded
+as `distance_floor`.
 
 Beyond the paper (`au_statistics`): a sequence-level permutation null (family-wise p for the
 best map, per-map p with Benjamini–Hochberg q), AUROC of every map over all images, the AU
@@ -36,6 +37,7 @@ neither set; their unknown status shifts with the track.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +103,9 @@ class RankedMaps:
     instead. Holds `order` (C, N) int32 and `values` (C, N) in the maxima's
     float32 (as cached) or else float64: 8 bytes per entry for float32 maxima, beside the
     maxima themselves (kept by reference, not copied); what is read off is float64, equal to
-    the float64 maxima's.
+    the float64 maxima's. Signed maxima are held from the layer's floor (`from_floor`; `floor`
+    records what was subtracted), so that the distance's logs are defined; `epsilon` is the
+    layer's ε (`epsilon_for`) of what is held.
     """
 
     def __init__(self, maxima):
@@ -110,7 +114,8 @@ class RankedMaps:
             raise ValueError(f"maxima must be (N, C), got {maxima.shape}")
         if maxima.dtype != np.float32:
             maxima = np.asarray(maxima, dtype=np.float64)
-        self.maxima = maxima  # a reference: small sets read their members' values off it
+        maxima, self.floor = from_floor(maxima)
+        self.maxima = maxima  # a reference (non-negative maxima): small sets read their members' values off it
         self.n_images, self.n_maps = maxima.shape
         self.order = np.empty((self.n_maps, self.n_images), np.int32 if self.n_images < 2**31 else np.int64)
         self.values = np.empty((self.n_maps, self.n_images), maxima.dtype)
@@ -119,6 +124,10 @@ class RankedMaps:
             order = np.argsort(-block, axis=1, kind="stable")
             self.order[s:s + count] = order
             self.values[s:s + count] = np.take_along_axis(block, order, axis=1)
+
+    @functools.cached_property
+    def epsilon(self) -> float:
+        return epsilon_for(self.maxima)
 
     def top(self, weights, n: int) -> np.ndarray:
         """(B, C, n) n largest members per map of the weighted sets `weights` (B, N) ints; NaN-padded.
@@ -242,11 +251,9 @@ def _rank_sums(values, positive) -> np.ndarray:
 
 def au_distance(maxima, present, n: int = 9, epsilon: float | None = None) -> np.ndarray:
     """(C,) the paper's distance of every map for one AU presence vector (N,)."""
-    maxima = from_floor(np.asarray(maxima, dtype=np.float64))[0]
-    present = np.asarray(present, dtype=bool)
-    eps = epsilon_for(maxima) if epsilon is None else epsilon
-    inside = present[None].astype(np.int64)
-    return RankedMaps(maxima).distances(inside, 1 - inside, n, eps)[0]
+    ranked = RankedMaps(np.asarray(maxima, dtype=np.float64))
+    inside = np.asarray(present, dtype=bool)[None].astype(np.int64)
+    return ranked.distances(inside, 1 - inside, n, ranked.epsilon if epsilon is None else epsilon)[0]
 
 
 def sequence_structure(sequence, aus, frame):
@@ -329,9 +336,8 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
     known_all = np.ones(np.shape(aus), bool) if known is None else np.asarray(known, dtype=bool)
     present_all = np.asarray(aus).astype(bool) & known_all
     au_codes = [int(a) for a in au_codes]
-    maxima, floor = from_floor(maxima)
-    eps = epsilon_for(maxima)
     ranked = RankedMaps(maxima)
+    eps = ranked.epsilon
     seq_index, seq_aus, carrier = sequence_structure(sequence, present_all, frame)
     _, subject_index = np.unique(np.asarray(subject).astype(str), return_inverse=True)
     counts, conditional = cooccurrence(present_all)
@@ -392,7 +398,7 @@ def au_statistics(maxima, aus, au_codes, sequence, frame, subject, codes, n: int
             "n": int(n),
             "epsilon": eps,
             "epsilon_rule": f"{EPSILON_FRACTION} x median positive per-image maximum of the layer",
-            "distance_floor": floor,
+            "distance_floor": ranked.floor,
             "n_present": n_present,
             "n_absent": n_absent,
             "n_unknown": int((~known_a).sum()),

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 
 from interpret import stats
-from interpret.aumap import RankedMaps, epsilon_for, from_floor, pair_distance, permuted_labels, sequence_structure
+from interpret.aumap import RankedMaps, pair_distance, permuted_labels, sequence_structure
 from interpret.layers import get_module, layer_output, resolve_layer
 from interpret.quantiles import IOU_QUANTILE, TopQuantile
 
@@ -43,8 +43,8 @@ PROBE_L1 = 0.01
 
 def distance_scores(maxima, presence, n: int = 9) -> tuple[np.ndarray, np.ndarray]:
     """(paper distance (A, C), directional distance (A, C)) for presence (N, A) in one pass."""
-    maxima = from_floor(maxima)[0]
-    return _distances(RankedMaps(maxima), _inside(presence), n, epsilon_for(maxima))
+    ranked = RankedMaps(maxima)
+    return _distances(ranked, _inside(presence), n, ranked.epsilon)
 
 
 def _inside(presence) -> np.ndarray:
@@ -258,14 +258,12 @@ def probe_scores(maxima, presence, subject, folds: int = 5, l1: float = PROBE_L1
 
 class SharedMaxima:
     """A layer's per-image maxima prepared once for all AUs, their scores and permutation nulls:
-    each map's sorted maxima (from the layer's floor, `aumap.from_floor`), their column ranks, the
+    each map's sorted maxima (`RankedMaps`, with the layer's floor and ε), their column ranks, the
     standardized maxima and the probe's step."""
 
     def __init__(self, maxima):
         maxima = np.asarray(maxima, dtype=np.float64)
-        distance_maxima, self.floor = from_floor(maxima)
-        self.ranked = RankedMaps(distance_maxima)
-        self.epsilon = epsilon_for(distance_maxima)
+        self.ranked = RankedMaps(maxima)
         self.ranks = rankdata(maxima, axis=0)
         self.X = standardize(maxima)[0]
         self._step = None
@@ -278,7 +276,7 @@ class SharedMaxima:
 
     def distance_scores(self, presence, n: int = 9) -> tuple[np.ndarray, np.ndarray]:
         """As `distance_scores`, from the shared sorted maxima."""
-        return _distances(self.ranked, _inside(presence), n, self.epsilon)
+        return _distances(self.ranked, _inside(presence), n, self.ranked.epsilon)
 
     def auroc_scores(self, presence) -> np.ndarray:
         """As `auroc_scores`, from the shared ranks."""
@@ -298,7 +296,7 @@ def permutation_null(maxima, presence, sequence, frame, au_index: int, perms: np
     present_all = np.asarray(presence).astype(bool)
     seq_index, seq_aus, carrier = sequence_structure(sequence, present_all, frame)
     labels = permuted_labels(seq_aus[:, au_index], seq_index, carrier, perms)
-    paper, directional = _distances(inputs.ranked, labels.astype(np.int64), n, inputs.epsilon)
+    paper, directional = _distances(inputs.ranked, labels.astype(np.int64), n, inputs.ranked.epsilon)
     null = {"distance": paper.max(axis=1), "directional": directional.max(axis=1),
             "auroc": np.nan_to_num(_auroc_from_ranks(inputs.ranks, labels), nan=0.5).max(axis=1)}
     if iou_counts is not None:

@@ -128,7 +128,7 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
         null = methods.permutation_null(maxima, presence, sequence, frame, a, perms, n=n,
                                         iou_counts=counts, probe_permutations=probe_permutations, inputs=shared)
         record = {"au": au_name(code), "au_code": code, "n_present": int(pres[:, i].sum()),
-                  "probe_cv_auroc": float(probe["cv_auroc"][i]), "distance_floor": shared.floor, "methods": {}}
+                  "probe_cv_auroc": float(probe["cv_auroc"][i]), "distance_floor": shared.ranked.floor, "methods": {}}
         for name, table in scores.items():
             row = np.nan_to_num(table[i], nan=-np.inf)
             winner = int(np.argmax(row))
