@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from interpret.data.faceset import FaceSet
+from interpret.data.faceset import FaceSet, hash_array
 from interpret.errors import located
 from interpret.io import atomic_path, read_rows
 
@@ -103,15 +103,13 @@ class StoredImages(np.lib.mixins.NDArrayOperatorsMixin):
         return getattr(ufunc, method)(*inputs, **kwargs)
 
     def hashed(self):
-        """A sha256 fed the rows as `FaceSet.fingerprint` feeds in-memory images (`hash_array`), read
-        a block at a time and computed once: an open file is never rewritten in place (a new
-        dataset file replaces it by rename)."""
+        """A sha256 fed the rows as `FaceSet.fingerprint` feeds in-memory images (`hash_array`), a
+        block at a time, computed once: an open file is never rewritten in place (a new dataset
+        file replaces it by rename)."""
         if self._digest is None:
             self._digest = hashlib.sha256()
-            self._digest.update(b"images")
-            self._digest.update(str(self.shape).encode())
-            for start in range(0, len(self), self.BLOCK):
-                self._digest.update(memoryview(np.ascontiguousarray(self[start:start + self.BLOCK])).cast("B"))
+            hash_array(self._digest, "images", self,
+                       (self[start:start + self.BLOCK] for start in range(0, len(self), self.BLOCK)))
         return self._digest.copy()
 
     def __getstate__(self) -> dict:

@@ -116,17 +116,22 @@ class FaceSet:
         return digest.hexdigest()
 
 
-def hash_array(digest, name: str, arr: np.ndarray) -> None:
-    """Feed one named array (its shape, then its values) to a hashlib digest."""
-    arr = np.ascontiguousarray(arr)
+def hash_array(digest, name: str, arr, blocks=None) -> None:
+    """Feed one named array (its shape, then its values) to a hashlib digest. `blocks`: a numeric
+    array's values as consecutive row blocks (read from disk a part at a time); default `arr`."""
+    if blocks is None:
+        arr = np.ascontiguousarray(arr)
+        blocks = [arr]
     digest.update(name.encode())
-    digest.update(str(arr.shape).encode())
+    digest.update(str(tuple(arr.shape)).encode())
     if arr.dtype.kind in "OU":  # at the longest string's width: the same text, the same bytes
         text = arr.astype(str)
         width = max(1, int(np.char.str_len(text).max())) if text.size else 1
         digest.update(text.astype(f"<U{width}").tobytes())
-    elif arr.size:  # memoryview cannot cast an empty (N, 0) array; its shape is hashed above
-        digest.update(memoryview(arr).cast("B"))
+        return
+    for block in map(np.ascontiguousarray, blocks):
+        if block.size:  # memoryview cannot cast an empty (N, 0) array; its shape is hashed above
+            digest.update(memoryview(block).cast("B"))
 
 
 _PER_ROW = ("images", "subject", "sequence", "frame", "emotion", "au_intensity", "paths")
