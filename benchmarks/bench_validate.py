@@ -2,7 +2,7 @@
 
 A synthetic CK+-sized activation cache (18 AUs x 256 maps, sequences of 4–11 frames) with
 NetDissect counts of realistic shape is scored by every method (paper and directional
-distance, AUROC, IoU, sparse probe) with 1000 sequence-level permutations (probe: 40 refits);
+distance, AUROC, partial effect, IoU, sparse probe) with 1000 sequence-level permutations (probe: 40 refits);
 the baseline, in the same process, is the paper's distance alone with the same null
 (`aumap.au_statistics`, no bootstrap). Wall and process-CPU seconds are printed (CPU is robust to
 other load on the machine); the goal is all methods in < 60 s after the cache exists.
@@ -57,7 +57,7 @@ def main() -> None:
                                    permutations=args.permutations, probe_permutations=args.probe))
     print(f"| {len(maxima)} images x {maxima.shape[1]} maps x {aus.shape[1]} AUs, {args.permutations} permutations "
           f"(probe {args.probe}) | paper distance alone: {base[0]:.1f} s wall / {base[1]:.1f} s CPU | "
-          f"all five methods: {full[0]:.1f} s wall / {full[1]:.1f} s CPU | ratio {full[1] / base[1]:.2f} (CPU) |")
+          f"every method: {full[0]:.1f} s wall / {full[1]:.1f} s CPU | ratio {full[1] / base[1]:.2f} (CPU) |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ the argmax over maps:
 - ``auroc``: AUROC of each map's per-image maxima for AU presence (scale-free).
 - ``iou``: NetDissect-style IoU of the map's top-quantile activation (upsampled to the network
   input) with the AU's region mask, summed over AU-present images (`IoUAccumulator`).
+- ``partial``: the AU's partial effect on each map's standardized maxima, co-occurring AUs held
+  fixed (its coefficient in a least-squares fit on every AU's presence, `partial_scores`): a map
+  that tracks a co-occurring AU scores near 0 for this one, where AUROC and the distances rank
+  it high.
 - ``probe``: coefficient of the map in a sparse (L1) logistic probe of the AU on all maps'
   standardized maxima (`fit_l1_logistic`, proximal gradient in numpy: scikit-learn stays out
   of the dependencies); its subject-grouped cross-validated AUROC says how well the layer
@@ -31,9 +35,7 @@ from interpret.aumap import RankedMaps, pair_distance, permuted_labels, sequence
 from interpret.layers import get_module, layer_output, resolve_layer
 from interpret.quantiles import IOU_QUANTILE, TopQuantile
 
-#: Methods computed from per-image maxima alone (no model needed).
-MAXIMA_METHODS = ("distance", "directional", "auroc", "probe")
-METHODS = ("distance", "directional", "auroc", "iou", "probe")
+METHODS = ("distance", "directional", "auroc", "partial", "iou", "probe")
 #: L1 penalty of the probe (on standardized maxima, mean logistic loss).
 PROBE_L1 = 0.01
 
@@ -71,6 +73,29 @@ def _auroc_from_ranks(ranks, labels) -> np.ndarray:
     n_neg = labels.shape[1] - n_pos
     with np.errstate(invalid="ignore", divide="ignore"):
         return (labels @ ranks - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+# ---------------------------------------------------------------- partial effects
+
+
+def partial_scores(maxima, presence) -> np.ndarray:
+    """(A, C) every AU's partial effect on every map's maxima (N, C): its coefficient in one least
+    squares of the maxima on all AUs' presence (N, A) with an intercept (on standardized maxima: in
+    SDs of the map)."""
+    X = np.column_stack([np.ones(len(presence)), np.asarray(presence).astype(np.float64)])
+    return np.linalg.lstsq(X, np.asarray(maxima, dtype=np.float64), rcond=None)[0][1:]
+
+
+def partial_effect(maxima, presence, a: int, labels) -> np.ndarray:
+    """(P, C) AU a's partial effect with each row of labels (P, N) in its place, the other AUs'
+    presence held as it is (Frisch-Waugh-Lovell: the labels' residual on the others, regressed
+    onto the maxima); NaN for labels the other AUs explain entirely."""
+    others = np.column_stack([np.ones(len(presence)), np.delete(np.asarray(presence), a, axis=1)]).astype(np.float64)
+    labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
+    residual = labels - (labels @ np.linalg.pinv(others).T) @ others.T
+    norm = np.einsum("pn,pn->p", residual, residual)
+    norm = np.where(norm > 1e-9 * len(presence), norm, np.nan)
+    return (residual @ np.asarray(maxima, dtype=np.float64)) / norm[:, None]
 
 
 # ---------------------------------------------------------------- NetDissect IoU
@@ -282,13 +307,18 @@ class SharedMaxima:
         """As `auroc_scores`, from the shared ranks."""
         return _auroc_from_ranks(self.ranks, np.asarray(presence).astype(bool).T)
 
+    def partial_scores(self, presence) -> np.ndarray:
+        """As `partial_scores`, on the standardized maxima."""
+        return partial_scores(self.X, presence)
+
 
 def permutation_null(maxima, presence, sequence, frame, au_index: int, perms: np.ndarray, n: int = 9,
                      iou_counts=None, probe_permutations: int = 0, l1: float = PROBE_L1,
                      inputs: SharedMaxima | None = None) -> dict:
     """Per method, the (P,) maximum over maps of its score under sequence-level permutations of one AU.
 
-    perms (P, S) permute the sequences (as `aumap.au_statistics`); the probe is refitted on the
+    perms (P, S) permute the sequences (as `aumap.au_statistics`); `partial` holds the other AUs'
+    presence as it is; the probe is refitted on the
     first `probe_permutations` of them only (one fit per permutation, all at once). `inputs`:
     the layer's `SharedMaxima`, shared across AUs.
     """
@@ -298,7 +328,8 @@ def permutation_null(maxima, presence, sequence, frame, au_index: int, perms: np
     labels = permuted_labels(seq_aus[:, au_index], seq_index, carrier, perms)
     paper, directional = _distances(inputs.ranked, labels.astype(np.int64), n, inputs.ranked.epsilon)
     null = {"distance": paper.max(axis=1), "directional": directional.max(axis=1),
-            "auroc": np.nan_to_num(_auroc_from_ranks(inputs.ranks, labels), nan=0.5).max(axis=1)}
+            "auroc": np.nan_to_num(_auroc_from_ranks(inputs.ranks, labels), nan=0.5).max(axis=1),
+            "partial": np.nan_to_num(partial_effect(inputs.X, present_all, au_index, labels), nan=-np.inf).max(axis=1)}
     if iou_counts is not None:
         inter, fired, area = iou_counts
         null["iou"] = iou_from_counts(inter[:, au_index], fired, area[:, au_index], labels)[0].max(axis=1)

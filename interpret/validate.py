@@ -110,8 +110,10 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
     shared = methods.SharedMaxima(maxima)
     paper, directional = shared.distance_scores(pres, n)
     auroc = shared.auroc_scores(pres)
+    effects = shared.partial_scores(presence)  # (all AUs, C), in SDs of each map's maxima
     probe = methods.probe_scores(maxima, pres, subject, seed=seed)
-    scores = {"distance": paper, "directional": directional, "auroc": auroc, "probe": probe["coef"]}
+    scores = {"distance": paper, "directional": directional, "auroc": auroc, "partial": effects[usable],
+              "probe": probe["coef"]}
     loc = None
     if counts is not None:
         inter, fired, area = counts
@@ -120,7 +122,6 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
     _, seq_index = np.unique(np.asarray(sequence).astype(str), return_inverse=True)
     n_seq = int(seq_index.max()) + 1
     counts_co, _ = cooccurrence(presence)
-    effects = partial_effects(maxima, presence)
     records = []
     for i, a in enumerate(usable):
         code = au_codes[a]
@@ -159,17 +160,10 @@ def map_layer(maxima, presence, au_codes, sequence, frame, subject, counts=None,
     return records
 
 
-def partial_effects(maxima, presence) -> np.ndarray:
-    """(A, C) each AU's partial effect on each map's maxima: least squares of the maxima (N, C) on
-    every AU's presence (N, A) at once, with an intercept."""
-    X = np.column_stack([np.ones(len(presence)), np.asarray(presence).astype(np.float64)])
-    return np.linalg.lstsq(X, np.asarray(maxima, dtype=np.float64), rcond=None)[0][1:]
-
-
 def _confound(column, effect, presence, a, au_codes, counts_co, minimum: int = 5) -> dict | None:
     """The co-occurring AU B that best explains the map besides this one, and the map's AUROC for
     this AU without B and for B without this AU. B is chosen by the map's partial effects `effect`
-    (A,) (`partial_effects`), so that an AU which merely co-occurs with the real driver (a chain
+    (A,) (`methods.partial_scores`), so that an AU which merely co-occurs with the real driver (a chain
     through a third AU) is not taken for it. Candidates: AUs seen with this one, with at least
     `minimum` images of this-without-B, B-without-this and neither. None when there is none."""
     A = presence[:, a]

@@ -98,6 +98,34 @@ def test_quantile_threshold_and_iou_match_loops(silent):
                 assert got["inside_share"][a, c] == pytest.approx(inter / fired_total)
 
 
+def test_partial_effects_match_per_map_normal_equations(arrays):
+    maxima, presence = arrays
+    got = methods.partial_scores(maxima, presence)
+    design = np.column_stack([np.ones(len(presence)), presence]).astype(float)
+    for c in range(maxima.shape[1]):
+        beta = np.linalg.solve(design.T @ design, design.T @ maxima[:, c])
+        np.testing.assert_allclose(got[:, c], beta[1:], atol=1e-9)
+    # Frisch-Waugh-Lovell: the partial effect of one AU's labels, the others held, is the same number
+    for a in range(presence.shape[1]):
+        np.testing.assert_allclose(methods.partial_effect(maxima, presence, a, presence[:, a])[0], got[a], atol=1e-9)
+    assert np.argmax(got[0]) == 4 and np.argmin(got[1]) == 5
+
+
+def test_partial_effect_names_the_map_of_the_au_not_of_its_companion():
+    """AU A mostly comes with AU B; map 0 fires with B only, map 1 with A only (more weakly). AUROC
+    for A prefers map 0 (B's images are most of A's); the partial effect names map 1."""
+    rng = np.random.default_rng(4)
+    n = 800
+    b = rng.random(n) < 0.4
+    a = np.where(b, rng.random(n) < 0.7, rng.random(n) < 0.05)
+    maxima = np.column_stack([3.0 * b, 1.0 * a, np.zeros(n)]) + rng.normal(size=(n, 3))
+    presence = np.column_stack([a, b])
+    assert np.argmax(methods.auroc_scores(maxima, presence)[0]) == 0
+    effects = methods.partial_scores(methods.standardize(maxima)[0], presence)
+    assert np.argmax(effects[0]) == 1 and np.argmax(effects[1]) == 0
+    assert abs(effects[0, 0]) < 0.1 < 0.5 < effects[0, 1]
+
+
 def test_l1_probe_matches_a_generic_solver():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(120, 6))
@@ -146,6 +174,9 @@ def test_permutation_null_matches_per_permutation_loop(arrays):
         assert null["distance"][p] == pytest.approx(paper.max())
         assert null["directional"][p] == pytest.approx(directional.max())
         assert null["auroc"][p] == pytest.approx(methods.auroc_scores(maxima, lab[:, None]).max())
+        swapped = presence.copy()
+        swapped[:, 0] = lab
+        assert null["partial"][p] == pytest.approx(methods.partial_scores(X, swapped)[0].max())
         iou = methods.iou_scores((counts[0][:, :1], counts[1], counts[2][:, :1]), lab[:, None])["iou"]
         assert null["iou"][p] == pytest.approx(iou.max())
         if p < 3:

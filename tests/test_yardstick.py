@@ -57,7 +57,7 @@ def test_methods_recover_the_planted_maps_and_write_tables(planted_run):
     # chance: a planted map in the top 5 of 32 maps with p = 5/32; three of four by chance: p ~ 0.014
     assert recovery["auroc"]["top5"] >= 0.75
     assert np.mean(list(recovery["auroc"]["ranks"].values())) <= 6
-    assert set(recovery) == {"distance", "directional", "auroc", "iou", "probe"}
+    assert set(recovery) == {"distance", "directional", "auroc", "partial", "iou", "probe"}
     for name in ("validate.json", "methods.json", "verdicts.csv", "false_positives.csv", "agreement.csv",
                  "recovery.csv", "validate.png"):
         assert (path / "validate" / name).is_file(), name
@@ -144,7 +144,8 @@ def test_confound_names_the_cooccurring_au_the_map_tracks_not_the_most_frequent_
     more often, and AU27 (which comes with AU25, so also fires the map, but adds nothing of its
     own) is not taken for the driver: B is the AU with the largest partial effect on the map."""
     from interpret.aumap import cooccurrence
-    from interpret.validate import _confound, partial_effects
+    from interpret.methods import partial_scores
+    from interpret.validate import _confound
 
     rng = np.random.default_rng(1)
     n = 600
@@ -155,7 +156,7 @@ def test_confound_names_the_cooccurring_au_the_map_tracks_not_the_most_frequent_
     presence = np.column_stack([au06, au12, au25, au27])
     column = au25 + 0.3 * rng.random(n)  # the map fires with AU25
     counts, _ = cooccurrence(presence)
-    rival = _confound(column, partial_effects(column[:, None], presence)[:, 0], presence, 1, [6, 12, 25, 27], counts)
+    rival = _confound(column, partial_scores(column[:, None], presence)[:, 0], presence, 1, [6, 12, 25, 27], counts)
     assert rival["other_au"] == "AU25"
     assert rival["auroc_other_without_this"] > 0.9 > 0.6 > rival["auroc_this_without_other"]
     assert rival["partial_effect_other"] > 0.9 > 0.1 > abs(rival["partial_effect_this"])
