@@ -305,13 +305,48 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
             if aus else None
 
     found = [v for v in verdicts if v["verdict"] == "found" and v["au"] in planted]
+    verified_recovery = recovery(records, verified)
     return {"maps": planted, "detector_auroc": DETECTOR_AUROC, "detectors": detectors, "verified": sorted(verified),
-            "recovery": recovery(records, planted), "recovery_verified": recovery(records, verified),
+            "recovery": recovery(records, planted), "recovery_verified": verified_recovery,
+            "best_method": best_method(verified_recovery),
+            "misses": misses(records, verified, maxima, presence, au_codes, split),
             "verdict_recovery": verdict_share(planted), "verdict_recovery_verified": verdict_share(verified),
             # a found map that is not the planted one may still be a natural detector: a lower bound
             "verdict_found_is_planted": (float(np.mean([v["map"] == planted[v["au"]] for v in found]))
                                          if found else None),
             "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
+
+
+def misses(records, verified: dict[str, int], maxima, presence, au_codes, split) -> dict:
+    """Per method, each verified planted AU whose planted map is not its winner: the winner, whose
+    planted map it is (None: a natural map), and the held-out AUROC of the winner and of the
+    planted map for the AU. A winner that separates the AU at least as well on held-out subjects
+    is a detector the method found, just not the planted one (often another AU's planted map,
+    trained on a co-occurring AU)."""
+    split = np.asarray(split).astype(str)
+    held = np.isin(split, ("val", "test"))
+    codes = [au_name(c) for c in au_codes]
+    owner = {m: au for au, m in verified.items()}
+    maxima, presence = np.asarray(maxima), np.asarray(presence).astype(bool)
+    by_au = {r["au"]: r for r in records}
+    out = {}
+    for name in methods.METHODS:
+        rows = []
+        for au, m in verified.items():
+            info = by_au.get(au, {}).get("methods", {}).get(name)
+            if info is None or info["winner"] == m:
+                continue
+            w = int(info["winner"])
+            auroc = stats.auroc(maxima[held][:, [w, m]], presence[held, codes.index(au)])
+            rows.append({"au": au, "winner": w, "winner_planted_for": owner.get(w),
+                         "winner_auroc_held_out": float(auroc[0]), "planted_auroc_held_out": float(auroc[1])})
+        out[name] = rows
+    return out
+
+
+def best_method(verified_recovery: dict) -> str | None:
+    """The method with the highest top-1 recovery of the verified planted maps (first on ties)."""
+    return max(verified_recovery, key=lambda m: verified_recovery[m]["top1"]) if verified_recovery else None
 
 
 # ---------------------------------------------------------------- the command
@@ -506,6 +541,14 @@ def format_validate(result: dict) -> str:
             if planted[key]:
                 lines.append(f"recovery of {label} (top-1 / top-5): " + ", ".join(
                     f"{m} {r['top1']:.2f}/{r['top5']:.2f}" for m, r in planted[key].items()))
+        best = planted["best_method"]
+        if best is not None and planted["misses"][best]:
+            rows = planted["misses"][best]
+            better = sum(r["winner_auroc_held_out"] >= r["planted_auroc_held_out"] for r in rows)
+            lines.append(f"{best}'s misses: " + ", ".join(
+                f"{r['au']} -> map {r['winner']}" + (f" ({r['winner_planted_for']}'s planted)"
+                                                     if r["winner_planted_for"] else "") for r in rows)
+                + f"; {better} of {len(rows)} separate the AU at least as well on held-out subjects")
         if planted.get("verdict_recovery_verified") is not None:
             lines.append(f"the verdict names the planted map for {planted['verdict_recovery_verified']:.2f} of the "
                          "verified AUs")

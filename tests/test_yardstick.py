@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from interpret import stats
 from interpret.models import CONV_NETS, Architecture, ArchSpec, ExpressionNet, register_architecture, ARCHITECTURES
 from interpret.data.transforms import PAPER_INPUT
 from interpret.planting import PlantedLoss, choose_maps, planting
@@ -58,6 +59,13 @@ def test_methods_recover_the_planted_maps_and_write_tables(planted_run):
     assert recovery["auroc"]["top5"] >= 0.75
     assert np.mean(list(recovery["auroc"]["ranks"].values())) <= 6
     assert set(recovery) == {"distance", "directional", "auroc", "partial", "iou", "probe"}
+    planted = result["planted"]
+    assert set(planted["misses"]) == set(recovery)
+    verified_top1 = {m: r["top1"] for m, r in planted["recovery_verified"].items()}
+    assert planted["best_method"] == (max(verified_top1, key=verified_top1.get) if verified_top1 else None)
+    for name, rows in planted["misses"].items():  # one row per verified AU the method's winner misses
+        top1 = planted["recovery_verified"][name]["top1"] if planted["verified"] else 1.0
+        assert len(rows) == round(len(planted["verified"]) * (1 - top1))
     for name in ("validate.json", "methods.json", "verdicts.csv", "false_positives.csv", "agreement.csv",
                  "recovery.csv", "validate.png"):
         assert (path / "validate" / name).is_file(), name
@@ -137,6 +145,34 @@ def test_scan_with_the_caches_thresholds_equals_the_two_pass_scan(planted_run):
     for a, b in zip(once["counts"], twice["counts"]):
         # the cache's batches are not the scan's: a pixel within rounding of a threshold may flip
         assert np.abs(a - b).sum() <= 1e-4 * max(1.0, np.abs(b).sum())
+
+
+def test_misses_name_the_winner_its_owner_and_both_held_out_aurocs():
+    """AU04's planted map 1 is a detector, but AU17's planted map 2 (trained on an AU that comes
+    with AU04) separates AU04 better: AUROC names map 2, a miss that found a better detector."""
+    from interpret.validate import best_method, misses
+
+    rng = np.random.default_rng(2)
+    n = 300
+    split = np.array(["train", "val", "test"] * 100)
+    au04 = rng.random(n) < 0.4
+    au17 = np.where(au04, rng.random(n) < 0.8, rng.random(n) < 0.1)
+    maxima = rng.normal(size=(n, 3))
+    maxima[:, 1] += 1.5 * au04
+    maxima[:, 2] += 3.0 * au04 + 0.5 * au17
+    presence = np.column_stack([au04, au17])
+    records = [{"au": "AU04", "methods": {"auroc": {"winner": 2}, "probe": {"winner": 1}}},
+               {"au": "AU17", "methods": {"auroc": {"winner": 2}, "probe": {"winner": 2}}}]
+    out = misses(records, {"AU04": 1, "AU17": 2}, maxima, presence, [4, 17], split)
+    held = split != "train"
+    assert out["probe"] == [] and len(out["auroc"]) == 1
+    miss = out["auroc"][0]
+    assert (miss["au"], miss["winner"], miss["winner_planted_for"]) == ("AU04", 2, "AU17")
+    want = stats.auroc(maxima[held][:, [2, 1]], au04[held])
+    assert np.allclose([miss["winner_auroc_held_out"], miss["planted_auroc_held_out"]], want)
+    assert miss["winner_auroc_held_out"] > miss["planted_auroc_held_out"]
+    assert best_method({"auroc": {"top1": 0.5}, "probe": {"top1": 1.0}}) == "probe"
+    assert best_method({}) is None
 
 
 def test_confound_names_the_cooccurring_au_the_map_tracks_not_the_most_frequent_or_a_chain():
