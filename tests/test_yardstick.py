@@ -126,6 +126,11 @@ def test_planted_check_against_a_naive_auroc_on_held_out_rows():
     assert result["detector"]
     train = split == "train"
     assert np.isclose(result["auroc_train"], naive_auroc(maxima[train, 1], present[train]))  # no signal there
+    train_aurocs = {m: naive_auroc(maxima[train, m], present[train]) for m in range(maps)}
+    choice = max(train_aurocs, key=train_aurocs.get)  # map 3: map 1 detects on held-out rows only
+    assert result["train_choice"] == pytest.approx({"map": choice,
+                                                    "auroc_held_out": naive_auroc(maxima[held, choice], present[held])})
+    assert choice == 3
     assert others[0] < DETECTOR_AUROC  # a random map is no detector
     assert not planted_check(maxima, present[:, None], [12], split, {"AU12": 0})["AU12"]["detector"]
 
