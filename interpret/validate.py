@@ -314,7 +314,7 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
     return {"maps": planted, "detector_auroc": DETECTOR_AUROC, "detectors": detectors, "verified": sorted(verified),
             "recovery": recovery(records, planted), "recovery_verified": verified_recovery,
             "best_method": best_method(verified_recovery),
-            "misses": misses(records, verified, maxima, presence, au_codes, split),
+            "misses": misses(records, planted, verified, maxima, presence, au_codes, split),
             "train_choice_recovery_verified": (float(np.mean([detectors[au].get("train_choice", {}).get("map") == m
                                                               for au, m in verified.items()])) if verified else None),
             "verdict_recovery": verdict_share(planted), "verdict_recovery_verified": verdict_share(verified),
@@ -324,15 +324,15 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
             "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
 
 
-def misses(records, verified: dict[str, int], maxima, presence, au_codes, split) -> dict:
+def misses(records, planted: dict[str, int], verified: dict[str, int], maxima, presence, au_codes, split) -> dict:
     """Per method, each verified planted AU whose planted map is not its winner: the winner, whose
-    planted map it is (None: a natural map), and the held-out AUROC of the winner and of the
+    planted map it is (verified or not; None: a natural map), and the held-out AUROC of the winner and of the
     planted map for the AU. The methods chose the winner on every image, the held-out ones
     included, so its held-out AUROC is optimistic; the planted map was fixed beforehand."""
     split = np.asarray(split).astype(str)
     held = np.isin(split, ("val", "test"))
     codes = [au_name(c) for c in au_codes]
-    owner = {m: au for au, m in verified.items()}
+    owner = {m: au for au, m in planted.items()}
     maxima, presence = np.asarray(maxima), np.asarray(presence).astype(bool)
     by_au = {r["au"]: r for r in records}
     out = {}

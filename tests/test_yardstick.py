@@ -168,7 +168,9 @@ def test_misses_name_the_winner_its_owner_and_both_held_out_aurocs():
     presence = np.column_stack([au04, au17])
     records = [{"au": "AU04", "methods": {"auroc": {"winner": 2}, "probe": {"winner": 1}}},
                {"au": "AU17", "methods": {"auroc": {"winner": 2}, "probe": {"winner": 2}}}]
-    out = misses(records, {"AU04": 1, "AU17": 2}, maxima, presence, [4, 17], split)
+    out = misses(records, {"AU04": 1, "AU17": 2}, {"AU04": 1, "AU17": 2}, maxima, presence, [4, 17], split)
+    unverified = misses(records, {"AU04": 1, "AU17": 2}, {"AU04": 1}, maxima, presence, [4, 17], split)
+    assert unverified["auroc"] == out["auroc"]  # map 2 is AU17's planted map, verified or not
     held = split != "train"
     assert out["probe"] == [] and len(out["auroc"]) == 1
     miss = out["auroc"][0]
