@@ -318,9 +318,8 @@ def permutation_null(maxima, presence, sequence, frame, au_index: int, perms: np
     """Per method, the (P,) maximum over maps of its score under sequence-level permutations of one AU.
 
     perms (P, S) permute the sequences (as `aumap.au_statistics`); `partial` holds the other AUs'
-    presence as it is; the probe is refitted on the
-    first `probe_permutations` of them only (one fit per permutation, all at once). `inputs`:
-    the layer's `SharedMaxima`, shared across AUs.
+    presence as it is; the probe is refitted on the first `probe_permutations` of them only (one
+    fit per permutation, all at once). `inputs`: the layer's `SharedMaxima`, shared across AUs.
     """
     inputs = inputs or SharedMaxima(maxima)
     present_all = np.asarray(presence).astype(bool)

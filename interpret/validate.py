@@ -271,22 +271,16 @@ def planted_check(maxima, presence, au_codes, split, planted: dict[str, int]) ->
     the planted map's AUROC on the training images (low there too: the planting did not take), and
     `train_choice`: the map AUROC names on the training images alone, with its held-out AUROC (a
     recovery free of selection bias: `validate`'s methods choose on every image)."""
-    split = np.asarray(split).astype(str)
-    held, train = np.isin(split, ("val", "test")), split == "train"
-    codes = [au_name(c) for c in au_codes]
-    maxima, presence = np.asarray(maxima), np.asarray(presence).astype(bool)
+    return _detectors(split_aurocs(maxima, presence, au_codes, split, planted), planted)
+
+
+def _detectors(table: dict[str, tuple], planted: dict[str, int]) -> dict:
+    """`planted_check` from the planted AUs' `split_aurocs`."""
     out = {}
-    for au, m in planted.items():
-        if au not in codes:
-            continue
-        labels = presence[held, codes.index(au)]
-        if labels.all() or not labels.any():
-            continue
-        aurocs = stats.auroc(maxima[held], labels)
+    for au, (aurocs, trained, n_present) in table.items():
+        m = planted[au]
         others = np.delete(aurocs, m)
-        seen = presence[train, codes.index(au)]
-        trained = stats.auroc(maxima[train], seen) if seen.any() and not seen.all() else None
-        out[au] = {"map": int(m), "auroc_held_out": float(aurocs[m]), "n_present_held_out": int(labels.sum()),
+        out[au] = {"map": int(m), "auroc_held_out": float(aurocs[m]), "n_present_held_out": n_present,
                    "best_other_map": int(np.delete(np.arange(len(aurocs)), m)[np.nanargmax(others)]),
                    "best_other_auroc_held_out": float(np.nanmax(others)),
                    "auroc_train": None if trained is None else float(trained[m]),
@@ -297,10 +291,31 @@ def planted_check(maxima, presence, au_codes, split, planted: dict[str, int]) ->
     return out
 
 
+def split_aurocs(maxima, presence, au_codes, split, aus) -> dict[str, tuple]:
+    """{AU: (every map's AUROC on held-out (validation + test) images (C,), on the training images
+    (C,) or None where they hold one class only, AU-present held-out images)} for the AUs of `aus`
+    that the data has, with both classes held out."""
+    split = np.asarray(split).astype(str)
+    held, train = np.isin(split, ("val", "test")), split == "train"
+    codes = [au_name(c) for c in au_codes]
+    maxima, presence = np.asarray(maxima), np.asarray(presence).astype(bool)
+    out = {}
+    for au in aus:
+        if au not in codes:
+            continue
+        labels, seen = presence[held, codes.index(au)], presence[train, codes.index(au)]
+        if labels.all() or not labels.any():
+            continue
+        out[au] = (stats.auroc(maxima[held], labels),
+                   stats.auroc(maxima[train], seen) if seen.any() and not seen.all() else None, int(labels.sum()))
+    return out
+
+
 def planted_summary(records, verdicts, maxima, presence, au_codes, split, planted: dict[str, int]) -> dict:
     """Ground truth and each method's recovery of it: over every planted AU, and over the planted
     maps verified as detectors on held-out subjects (the yardstick's truth)."""
-    detectors = planted_check(maxima, presence, au_codes, split, planted)
+    aurocs = split_aurocs(maxima, presence, au_codes, split, planted)
+    detectors = _detectors(aurocs, planted)
     verified = {au: planted[au] for au, d in detectors.items() if d["detector"]}
     by_au = {v["au"]: v for v in verdicts}
 
@@ -314,7 +329,7 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
     return {"maps": planted, "detector_auroc": DETECTOR_AUROC, "detectors": detectors, "verified": sorted(verified),
             "recovery": recovery(records, planted), "recovery_verified": verified_recovery,
             "best_method": best_method(verified_recovery),
-            "misses": misses(records, planted, verified, maxima, presence, au_codes, split),
+            "misses": misses(records, planted, verified, {au: aurocs[au][0] for au in verified}),
             "train_choice_recovery_verified": (float(np.mean([detectors[au].get("train_choice", {}).get("map") == m
                                                               for au, m in verified.items()])) if verified else None),
             "verdict_recovery": verdict_share(planted), "verdict_recovery_verified": verdict_share(verified),
@@ -324,16 +339,13 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
             "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
 
 
-def misses(records, planted: dict[str, int], verified: dict[str, int], maxima, presence, au_codes, split) -> dict:
+def misses(records, planted: dict[str, int], verified: dict[str, int], held: dict[str, np.ndarray]) -> dict:
     """Per method, each verified planted AU whose planted map is not its winner: the winner, whose
-    planted map it is (verified or not; None: a natural map), and the held-out AUROC of the winner and of the
-    planted map for the AU. The methods chose the winner on every image, the held-out ones
-    included, so its held-out AUROC is optimistic; the planted map was fixed beforehand."""
-    split = np.asarray(split).astype(str)
-    held = np.isin(split, ("val", "test"))
-    codes = [au_name(c) for c in au_codes]
+    planted map it is (verified or not; None: a natural map), and the held-out AUROC of the winner
+    and of the planted map for the AU (`held`: {AU: every map's held-out AUROC}, `split_aurocs`).
+    The methods chose the winner on every image, the held-out ones included, so its held-out
+    AUROC is optimistic; the planted map was fixed beforehand."""
     owner = {m: au for au, m in planted.items()}
-    maxima, presence = np.asarray(maxima), np.asarray(presence).astype(bool)
     by_au = {r["au"]: r for r in records}
     out = {}
     for name in methods.METHODS:
@@ -343,9 +355,8 @@ def misses(records, planted: dict[str, int], verified: dict[str, int], maxima, p
             if info is None or info["winner"] == m:
                 continue
             w = int(info["winner"])
-            auroc = stats.auroc(maxima[held][:, [w, m]], presence[held, codes.index(au)])
             rows.append({"au": au, "winner": w, "winner_planted_for": owner.get(w),
-                         "winner_auroc_held_out": float(auroc[0]), "planted_auroc_held_out": float(auroc[1])})
+                         "winner_auroc_held_out": float(held[au][w]), "planted_auroc_held_out": float(held[au][m])})
         out[name] = rows
     return out
 

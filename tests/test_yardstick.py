@@ -155,7 +155,7 @@ def test_scan_with_the_caches_thresholds_equals_the_two_pass_scan(planted_run):
 def test_misses_name_the_winner_its_owner_and_both_held_out_aurocs():
     """AU04's planted map 1 is a detector, but AU17's planted map 2 (trained on an AU that comes
     with AU04) separates AU04 better: AUROC names map 2, a miss that found a better detector."""
-    from interpret.validate import best_method, misses
+    from interpret.validate import best_method, misses, split_aurocs
 
     rng = np.random.default_rng(2)
     n = 300
@@ -168,8 +168,10 @@ def test_misses_name_the_winner_its_owner_and_both_held_out_aurocs():
     presence = np.column_stack([au04, au17])
     records = [{"au": "AU04", "methods": {"auroc": {"winner": 2}, "probe": {"winner": 1}}},
                {"au": "AU17", "methods": {"auroc": {"winner": 2}, "probe": {"winner": 2}}}]
-    out = misses(records, {"AU04": 1, "AU17": 2}, {"AU04": 1, "AU17": 2}, maxima, presence, [4, 17], split)
-    unverified = misses(records, {"AU04": 1, "AU17": 2}, {"AU04": 1}, maxima, presence, [4, 17], split)
+    table = split_aurocs(maxima, presence, [4, 17], split, ["AU04", "AU17"])
+    held = {au: aurocs for au, (aurocs, _, _) in table.items()}
+    out = misses(records, {"AU04": 1, "AU17": 2}, {"AU04": 1, "AU17": 2}, held)
+    unverified = misses(records, {"AU04": 1, "AU17": 2}, {"AU04": 1}, held)
     assert unverified["auroc"] == out["auroc"]  # map 2 is AU17's planted map, verified or not
     held = split != "train"
     assert out["probe"] == [] and len(out["auroc"]) == 1
