@@ -48,6 +48,8 @@ RULES = ("deconvnet", "gradient", "guided")
 #: mmap threshold: freed buffers are reused, where 256 (51 MB ones) page-faulted every buffer
 #: afresh and took a third longer on the CPU.
 CHUNK = 64
+#: Maps whose PNG sheets are composed at a time (about 20 MB of sheets per block at top 9).
+SHEET_BLOCK = 32
 
 
 @dataclass(frozen=True)
@@ -303,11 +305,26 @@ def parse_maps(maps, n_maps: int, layer: str) -> np.ndarray:
     return np.array(chosen, dtype=np.int64)
 
 
+def fast_field(model, layer, side: int):
+    """The receptive field of `layer` for square inputs of `side` from the fast path's window
+    geometry (exact, no forward pass); None where the fast path does not apply."""
+    from interpret.receptive import ReceptiveField
+
+    stages = fast_stack(model, layer)
+    if stages is None:
+        return None
+    first = _levels(stages, side)[0]
+    return ReceptiveField((first.size,) * 2, (first.scale,) * 2, (first.start,) * 2, clipped=False)
+
+
 def layer_field(run, layer: str):
-    """The receptive field of `layer` for the run's input (`interpret.receptive`)."""
+    """The receptive field of `layer` for the run's input: `fast_field` where it applies, else
+    measured (`interpret.receptive`)."""
     from interpret.receptive import receptive_field
 
-    return receptive_field(run.model, layer, tuple(run.dataset.images(0, 1).shape[1:]))
+    shape = tuple(run.dataset.images(0, 1).shape[1:])
+    field = fast_field(run.model, layer, shape[1]) if shape[1] == shape[2] else None
+    return field or receptive_field(run.model, layer, shape)
 
 
 def ranking_rows(split_of: np.ndarray, split: str | None) -> tuple[np.ndarray, str]:
@@ -412,20 +429,22 @@ def write_deconv(run, result: dict, top: int, rule: str = "deconvnet", field=Non
     attrs = {"split": result.pop("split"), "path": result.pop("path")}
     folder = Path(run.path) / "deconv"
     path = deconv_path(run, name)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        for key, value in fingerprints(run, name).items():
-            h5.attrs[key] = value
-        h5.attrs.update({"format": "interpret.deconv/1", "top": top, "rule": rule, **attrs,
-                         "receptive_field": json.dumps({"size": field.size, "stride": field.stride,
-                                                        "offset": field.offset}),
-                         "projection_scale": "activation x unit-signal projection",
-                         "rf_box": "top, left, bottom, right; clipped to the image; bottom/right exclusive",
-                         "position": f"row, col on {name}"})
-        for key, value in result.items():
-            options = {"chunks": (1,) + value.shape[1:], "compression": "gzip", "compression_opts": 1,
-                       "shuffle": True} if key == "projection" else {}
-            h5.create_dataset(key, data=value, **options)
-    _write_sheets(run, name, field, result, folder)
+    def write_file():
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+            for key, value in fingerprints(run, name).items():
+                h5.attrs[key] = value
+            h5.attrs.update({"format": "interpret.deconv/1", "top": top, "rule": rule, **attrs,
+                             "receptive_field": json.dumps({"size": field.size, "stride": field.stride,
+                                                            "offset": field.offset}),
+                             "projection_scale": "activation x unit-signal projection",
+                             "rf_box": "top, left, bottom, right; clipped to the image; bottom/right exclusive",
+                             "position": f"row, col on {name}"})
+            for key, value in result.items():
+                options = {"chunks": (1,) + value.shape[1:], "compression": "gzip", "compression_opts": 1,
+                           "shuffle": True} if key == "projection" else {}
+                h5.create_dataset(key, data=value, **options)
+
+    _write_sheets(run, name, field, result, folder, meanwhile=write_file)
     return DeconvResult(path=path, sheets=folder / name, layer=name, projection_path=attrs["path"],
                         maps=len(result["maps"]), top=top)
 
@@ -462,39 +481,67 @@ def _display(images: torch.Tensor, spec) -> np.ndarray:
     return grey[:, 0].cpu().numpy()
 
 
-def _write_sheets(run, layer: str, field, result: dict, folder: Path) -> None:
-    """The per-map PNGs (replacing the folder as a whole) and the overview sheet."""
-    from interpret.sheets import map_sheet, mosaic, overview_sheet, patch_tile, projection_tile, window
+def _write_sheets(run, layer: str, field, result: dict, folder: Path, meanwhile=lambda: None) -> None:
+    """The per-map PNGs (replacing the folder as a whole) and the overview sheet. Composed with
+    numpy `SHEET_BLOCK` maps at a time, encoded on a few threads (OpenCV's encoder releases the
+    GIL) while the next block is composed; `meanwhile()` runs while the last ones are encoded."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    unique = np.unique(result["image_index"])
-    images = dict(zip(unique.tolist(), _display(run.dataset.rows(unique), run.dataset.spec)))
-    side = run.dataset.images(0, 1).shape[-1]
-    size, stride, offset = field.size, np.asarray(field.stride), np.asarray(field.offset)
+    from interpret.sheets import map_sheets, mosaics, overview_sheet, patch_tiles, projection_tiles, windows
+
+    index, maps, activation = result["image_index"], result["maps"], result["activation"]
+    count, top = index.shape
+    unique, owner = np.unique(index, return_inverse=True)
+    owner = owner.reshape(index.shape)
+    images = _display(run.dataset.rows(unique), run.dataset.spec)
+    projection = result["projection"]
+    corners = np.asarray(field.stride) * result["position"] + np.asarray(field.offset)  # (M, k, 2)
+    scale = max(1, images.shape[-1] // max(field.size))
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{layer}.", dir=folder))
-    cells = []
+    labels, patch_mosaics, projection_mosaics, writing = [], [], [], []
     try:
-        for m, number in enumerate(result["maps"]):
-            patches, projections = [], []
-            for j, image_index in enumerate(result["image_index"][m]):
-                r0, c0 = stride * result["position"][m, j] + offset
-                values, inside = window(images[int(image_index)], r0, c0, size)
-                patches.append(patch_tile(values, inside))
-                projections.append(projection_tile(window(result["projection"][m, j], r0, c0, size)[0], inside))
-            acts = result["activation"][m]
-            title = f"{layer} map {number}: top {len(acts)} activations {acts[0]:.3g} .. {acts[-1]:.3g}"
-            sheet = map_sheet(patches, projections, title, max(1, side // max(size)))
-            (staging / f"map_{number:03d}.png").write_bytes(_png(sheet))
-            cells.append((f"{number}" + (" (dead)" if acts[0] <= 0 else ""), mosaic(projections), mosaic(patches)))
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            for lo in range(0, count, SHEET_BLOCK):
+                block = slice(lo, min(lo + SHEET_BLOCK, count))
+                n = block.stop - block.start
+                tops, lefts = corners[block, :, 0].ravel(), corners[block, :, 1].ravel()
+                values, inside = windows(images, owner[block].ravel(), tops, lefts, field.size)
+                patches = patch_tiles(values, inside)
+                values, _ = windows(projection[block].reshape(n * top, *projection.shape[2:]), np.arange(n * top),
+                                    tops, lefts, field.size)
+                projections = projection_tiles(values, inside)
+                patches, projections = (t.reshape(n, top, *t.shape[1:]) for t in (patches, projections))
+                acts = activation[block]
+                titles = [f"{layer} map {number}: top {top} activations {a[0]:.3g} .. {a[-1]:.3g}"
+                          for number, a in zip(maps[block], acts)]
+                done = writing
+                writing = [pool.submit(_write_png, staging / f"map_{number:03d}.png", sheet)
+                           for number, sheet in zip(maps[block], map_sheets(patches, projections, titles, scale))]
+                for future in done:  # at most two blocks of sheets held at once
+                    future.result()
+                labels += [f"{number}" + (" (dead)" if a[0] <= 0 else "") for number, a in zip(maps[block], acts)]
+                patch_mosaics.append(mosaics(patches))
+                projection_mosaics.append(mosaics(projections))
+            overview = pool.submit(_png, overview_sheet(labels, np.concatenate(patch_mosaics),
+                                                        np.concatenate(projection_mosaics),
+                                                        max(1, round(32 / max(field.size)))))
+            meanwhile()
+            for future in writing:
+                future.result()
+            overview = overview.result()
         final = folder / layer
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    overview = overview_sheet(cells, max(1, round(32 / max(size))))
     with atomic_path(folder / f"{layer}_overview.png") as tmp:
-        tmp.write_bytes(_png(overview))
+        tmp.write_bytes(overview)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    path.write_bytes(_png(image))
 
 
 def _png(image: np.ndarray) -> bytes:

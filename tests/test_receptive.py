@@ -33,6 +33,21 @@ def test_equals_the_paper_formula(arch):
     assert paper_formula(model, 3) == (32, 4, -14)  # REFERENCE §2: rows 4y-14 .. 4y+17
 
 
+@pytest.mark.parametrize("side", [96, 48, 99, 20])
+def test_fast_path_geometry_equals_the_measured_field(side):
+    """`fast_field` (the deconvolution fast path's window geometry) is the measured field, for the
+    paper's stacks and a user stack with 'valid' and 'same' convs, at even and odd sizes."""
+    from interpret.deconv import fast_field
+
+    user = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding="same"),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 5, 5, padding=1), nn.ReLU())
+    cases = [(build_model(arch, 7), layer) for arch in ("zhu2019", "khorrami2015") for layer in (1, 2, 3)]
+    for model, layer in cases + [(user, "1"), (user, "4"), (user, "7")]:
+        assert fast_field(model, layer, side) == receptive_field(model, layer, (1, side, side))
+    normed = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    assert fast_field(normed, "2", side) is None  # not a plain conv/ReLU/max-pool chain
+
+
 def test_contains_the_support_of_a_trained_unit():
     """The input pixels a relu3 unit of a random network depends on lie inside its measured field."""
     torch.manual_seed(0)
