@@ -146,11 +146,13 @@ def train(
     plant_detectors: bool = typer.Option(False, "--plant-detectors",
                                          help="Also tie one seeded map of --plant-layer to each AU (positive control)"),
     plant_layer: str = typer.Option("relu3", help="Layer of the planted detectors"),
+    plant_aus: str = typer.Option("all", help="AUs given planted detectors: all, independent (no two that "
+                                              "co-occur) or AU numbers like 1,6,12"),
     shuffle_labels: bool = typer.Option(False, "--shuffle-labels",
                                         help="Train on emotion labels permuted across images (negative control)"),
 ):
     """Train a network; resumes from RUN/checkpoint.pt if an earlier run was interrupted."""
-    from interpret.planting import planting
+    from interpret.planting import parse_plant_aus, planting
     from interpret.training import train as train_run
 
     options = {}
@@ -165,6 +167,8 @@ def train(
         raise InterpretError("--sequence-mode, --seq-len, --seq-stride and --seq-epochs are wu2019's options")
     if valence_csv is not None and arch != "liu2019":
         raise InterpretError("--valence-csv is liu2019's option")
+    if plant_aus != "all" and not plant_detectors:
+        raise InterpretError("--plant-aus chooses the AUs of --plant-detectors, which is not given")
     if labels != "data" and not labels.startswith("ferplus-"):
         raise InterpretError(f"--labels must be data or ferplus-MODE, got {labels!r}")
     path = train_run(data=data, out=out, arch=arch, recipe=recipe, epochs=epochs, folds=folds, fold=fold,
@@ -173,7 +177,8 @@ def train(
                      ferplus_mode=labels.removeprefix("ferplus-") if labels != "data" else None,
                      l2_convention=l2_convention, overwrite=overwrite,
                      data_options={**options, **_reader_options(read, landmarks)},
-                     auxiliary=planting(plant_layer) if plant_detectors else None, shuffle_labels=shuffle_labels,
+                     auxiliary=planting(plant_layer, parse_plant_aus(plant_aus)) if plant_detectors else None,
+                     shuffle_labels=shuffle_labels,
                      lr=lr)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 reports
         typer.echo(f"run written to {path}")

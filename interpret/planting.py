@@ -22,6 +22,9 @@ from interpret.errors import InterpretError
 from interpret.facs import au_name
 from interpret.layers import get_module, layer_output, resolve_layer
 
+#: `--plant-aus independent`: two AUs are both planted only where the phi coefficient of their
+#: presence over the training images is at most this.
+INDEPENDENT_PHI = 0.2
 PLANT_SCALE = 2.0
 PLANT_EPS = 1e-3
 PLANT_WEIGHT = 5.0
@@ -35,6 +38,36 @@ def choose_maps(n_maps: int, au_codes, seed: int) -> dict[str, int]:
     rng = np.random.default_rng([int(seed), 0x91A27])
     chosen = rng.choice(n_maps, size=len(au_codes), replace=False)
     return {au_name(code): int(m) for code, m in zip(au_codes, chosen)}
+
+
+def independent_aus(presence: np.ndarray, codes) -> list[int]:
+    """AUs (of `codes`, the columns of `presence` (N, A) bool) no two of which co-occur beyond
+    `INDEPENDENT_PHI`: greedily the AU with the fewest conflicts among those left (ties: the lower
+    AU number), its conflicting AUs dropped. A planted map of one of two co-occurring AUs detects
+    the other too, so which map is 'the' detector of either is ambiguous; this set avoids that."""
+    codes = [int(c) for c in codes]
+    phi = np.corrcoef(np.asarray(presence, dtype=float).T)
+    conflict = (phi > INDEPENDENT_PHI) & ~np.eye(len(codes), dtype=bool)
+    left, chosen = set(range(len(codes))), []
+    while left:
+        pick = min(left, key=lambda i: (int(conflict[i, sorted(left)].sum()), codes[i]))
+        chosen.append(codes[pick])
+        left -= {pick, *np.flatnonzero(conflict[pick]).tolist()}
+    return sorted(chosen)
+
+
+def parse_plant_aus(text: str):
+    """`--plant-aus`: 'all' -> None, 'independent', or AU numbers '1,6,12' -> [1, 6, 12]."""
+    text = text.strip().lower()
+    if text in ("all", "independent"):
+        return None if text == "all" else text
+    try:
+        aus = [int(part.strip().upper().removeprefix("AU")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        aus = []
+    if not aus:
+        raise InterpretError(f"--plant-aus must be all, independent or AU numbers like 1,6,12; got {text!r}")
+    return aus
 
 
 class PlantedLoss:
@@ -63,8 +96,9 @@ class PlantedLoss:
 
 
 def planting(layer: str = DEFAULT_LAYER, aus=None):
-    """An `auxiliary` for `interpret.training.train`: plants a detector for each AU (default: every
-    AU present in some but not all training images) in `layer`, and records the choice in config."""
+    """An `auxiliary` for `interpret.training.train`: plants a detector for each AU of `aus` (None:
+    every AU present in some but not all training images; 'independent': the `independent_aus` of
+    those; or AU numbers) in `layer`, and records the choice in config."""
 
     def build(model, config, faceset, train_rows, device) -> PlantedLoss:
         name = resolve_layer(model, layer)
@@ -76,15 +110,19 @@ def planting(layer: str = DEFAULT_LAYER, aus=None):
         model.train(was_training)
         presence = np.asarray(faceset.au_present, dtype=bool)[train_rows]
         codes = [int(c) for c in faceset.au_codes]
-        wanted = codes if aus is None else [int(a) for a in aus]
+        wanted = codes if aus is None or aus == "independent" else [int(a) for a in aus]
         usable = [c for c in wanted if c in codes and 0 < presence[:, codes.index(c)].sum() < len(presence)]
         if not usable:
             raise InterpretError("--plant-detectors: no AU is present in some but not all training images")
+        if aus == "independent":
+            usable = independent_aus(presence[:, [codes.index(c) for c in usable]], usable)
         maps = choose_maps(n_maps, usable, config["seed"])
         module = get_module(model, name)
         pre_activation = isinstance(module, torch.nn.ReLU) and not module.inplace  # inplace: its input is overwritten
         config["planted"] = {
             "layer": name, "maps": maps, "seed": int(config["seed"]),
+            "aus": (f"independent: no two with phi > {INDEPENDENT_PHI:g} over the training images"
+                    if aus == "independent" else "all" if aus is None else "chosen"),
             "loss": f"BCE(AU present, {PLANT_SCALE:g} * batch-standardized spatial max of the map"
                     f"{' before the ReLU' if pre_activation else ''}), mean over the AUs present and absent "
                     f"in the batch, weight {PLANT_WEIGHT:g}",

@@ -10,7 +10,8 @@ import torch
 from interpret import stats
 from interpret.models import CONV_NETS, Architecture, ArchSpec, ExpressionNet, register_architecture, ARCHITECTURES
 from interpret.data.transforms import PAPER_INPUT
-from interpret.planting import PlantedLoss, choose_maps, planting
+from interpret.errors import InterpretError
+from interpret.planting import INDEPENDENT_PHI, PlantedLoss, choose_maps, independent_aus, parse_plant_aus, planting
 from interpret.runs import load_run
 from interpret.training import train
 from interpret.validate import planted_check, validate
@@ -41,13 +42,45 @@ def test_map_choice_is_seeded_and_distinct():
     assert len(set(first.values())) == 18
 
 
+def test_independent_aus_keep_no_co_occurring_pair():
+    """Two clusters of co-occurring AUs and two loners: one AU per cluster, both loners, and no
+    kept pair above the threshold; a naive all-pairs check is the oracle."""
+    rng = np.random.default_rng(0)
+    surprise, anger = rng.random(400) < .3, rng.random(400) < .3
+    noisy = lambda base: base ^ (rng.random(400) < .05)  # noqa: E731
+    columns = {1: noisy(surprise), 2: noisy(surprise), 5: noisy(surprise), 23: noisy(anger), 24: noisy(anger),
+               10: rng.random(400) < .1, 14: rng.random(400) < .1}
+    codes = list(columns)
+    presence = np.column_stack(list(columns.values()))
+    kept = independent_aus(presence, codes)
+    assert kept == independent_aus(presence, codes) and {10, 14} <= set(kept)
+    assert len(set(kept) & {1, 2, 5}) == 1 and len(set(kept) & {23, 24}) == 1
+    for i, a in enumerate(kept):
+        for b in kept[i + 1:]:
+            phi = np.corrcoef(columns[a].astype(float), columns[b].astype(float))[0, 1]
+            assert phi <= INDEPENDENT_PHI
+
+
+def test_plant_aus_option():
+    assert parse_plant_aus("all") is None and parse_plant_aus(" Independent") == "independent"
+    assert parse_plant_aus("1, AU6,12") == [1, 6, 12]
+    with pytest.raises(InterpretError, match="--plant-aus must be"):
+        parse_plant_aus("brows")
+    from typer.testing import CliRunner
+
+    from interpret.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--out", "unused", "--plant-aus", "independent"])
+    assert result.exit_code != 0 and "--plant-detectors, which is not given" in result.output
+
+
 def test_planted_choice_is_recorded_and_planted_maps_detect_on_held_out_subjects(planted_run):
     path, _, result = planted_run
     config = json.loads((path / "config.json").read_text())
     planted = config["planted"]
     assert config["recipe"]["lr"] == 3e-3  # --lr replaces the recipe's rate, and is recorded
     assert planted["layer"] == "relu3" and set(planted["maps"]) == {f"AU{a:02d}" for a in PLANTED_AUS}
-    assert "before the ReLU" in planted["loss"]
+    assert "before the ReLU" in planted["loss"] and planted["aus"] == "chosen"
     held_out = [d["auroc_held_out"] for d in result["planted"]["detectors"].values()]
     assert np.mean(held_out) > 0.52  # one tiny epoch plants weak detectors; the demo-size run is in BENCHMARKS.md
 
