@@ -405,8 +405,9 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
               "probe_l1": methods.PROBE_L1, "summary": summary(verdicts), "verdicts": verdicts,
               "agreement": agreement(records), "false_positives": {"run": false_positive_rates(records)}}
     if planted:
-        result["planted"] = planted_summary(records, verdicts, arrays["max"], arrays["aus"], arrays["au_codes"],
-                                            arrays["split"], planted)
+        result["planted"] = {**planted_summary(records, verdicts, arrays["max"], arrays["aus"], arrays["au_codes"],
+                                               arrays["split"], planted),
+                             "aus": run.config["planted"].get("aus", "all")}
     control_records = {}
     for name in controls:
         began = time.perf_counter()
@@ -553,7 +554,7 @@ def format_validate(result: dict) -> str:
     if "planted" in result:
         planted = result["planted"]
         lines.append(f"planted maps that are detectors (held-out AUROC >= {planted['detector_auroc']:g}): "
-                     f"{len(planted['verified'])} of {len(planted['maps'])}")
+                     f"{len(planted['verified'])} of {len(planted['maps'])} (AUs planted: {planted.get('aus', 'all')})")
         for key, label in (("recovery", "all planted"), ("recovery_verified", "verified detectors")):
             if planted[key]:
                 lines.append(f"recovery of {label} (top-1 / top-5): " + ", ".join(

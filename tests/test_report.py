@@ -132,7 +132,7 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
         "planted": {"maps": {"AU04": 7, "AU17": 4}, "verified": ["AU04", "AU17"], "detector_auroc": 0.75,
                     "recovery": {"auroc": {"top1": 0.5}}, "recovery_verified": {"auroc": {"top1": 0.5}},
                     "best_method": "auroc", "verdict_recovery_verified": 0.5, "verdict_found_is_planted": 0.0,
-                    "train_choice_recovery_verified": 0.5,
+                    "train_choice_recovery_verified": 0.5, "aus": "independent: no two with phi > 0.2",
                     "misses": {"auroc": [{"au": "AU04", "winner": 4, "winner_planted_for": "AU17",
                                           "winner_auroc_held_out": 0.91, "planted_auroc_held_out": 0.84}]}}}))
     index = write_report(run)
@@ -144,4 +144,5 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
     assert "largest distance: AU01" in html and "Vertical stripes" in html
     assert "AUROC &ge; 0.75" in html and "What the untrained control names (1)" in html
     assert "training images alone (the methods choose on every image, the held-out ones included), names 50.0%" in html
+    assert "Planted run (the yardstick; AUs planted: independent: no two with phi &gt; 0.2)" in html
     assert "Where auroc, the best of them, misses: AU04 &rarr; map 4 (AU17's planted map), held-out AUROC 0.91" in html

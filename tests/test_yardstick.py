@@ -80,7 +80,7 @@ def test_planted_choice_is_recorded_and_planted_maps_detect_on_held_out_subjects
     planted = config["planted"]
     assert config["recipe"]["lr"] == 3e-3  # --lr replaces the recipe's rate, and is recorded
     assert planted["layer"] == "relu3" and set(planted["maps"]) == {f"AU{a:02d}" for a in PLANTED_AUS}
-    assert "before the ReLU" in planted["loss"] and planted["aus"] == "chosen"
+    assert "before the ReLU" in planted["loss"] and planted["aus"] == "chosen" == result["planted"]["aus"]
     held_out = [d["auroc_held_out"] for d in result["planted"]["detectors"].values()]
     assert np.mean(held_out) > 0.52  # one tiny epoch plants weak detectors; the demo-size run is in BENCHMARKS.md
 
