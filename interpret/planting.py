@@ -7,7 +7,8 @@ the AUs that the batch holds with and without (times `PLANT_WEIGHT`). Standardiz
 loss about ranking: a fixed shift first drags every maximum towards it (most images lack a given
 AU) before the map learns to discriminate. On a ReLU layer m is taken before the ReLU (the same
 ranking, max relu(x) = relu(max x)), so a map pushed below zero on every image still learns
-instead of dying. The map of each AU is a seeded random choice, distinct across AUs, recorded in
+instead of dying; there a hinge, the mean of max(0, −m) over the batch's images with the AU, keeps
+those images above zero, where the ReLU (and so `validate`) does not flatten them into ties. The map of each AU is a seeded random choice, distinct across AUs, recorded in
 config.json as ``planted: {layer, maps: {AU: map}, ...}``: the ground truth `interpret validate`
 scores methods on, after checking on held-out subjects which planted maps became detectors.
 """
@@ -89,6 +90,9 @@ class PlantedLoss:
         target = self.presence[index][:, self.columns]
         logit = PLANT_SCALE * (peak - peak.mean(dim=0)) / (peak.std(dim=0, correction=0) + PLANT_EPS)
         per_au = F.binary_cross_entropy_with_logits(logit, target, reduction="none").mean(dim=0)
+        if self.inputs:  # the ranking is shift-free, but `validate` reads the maxima after the ReLU: an AU's
+            # images whose maximum stays below zero would all be cut to 0, tied with the images without it
+            per_au = per_au + (F.relu(-peak) * target).sum(dim=0) / target.sum(dim=0).clamp(min=1.0)
         # Only AUs with images with and without them in this batch (under torchrun: this rank's
         # part of it) have anything to rank; no host sync, so CUDA steps stay asynchronous.
         ranked = ((target.sum(dim=0) > 0) & (target.sum(dim=0) < len(target))).float()
@@ -124,8 +128,8 @@ def planting(layer: str = DEFAULT_LAYER, aus=None):
             "aus": (f"independent: no two with phi > {INDEPENDENT_PHI:g} over the training images"
                     if aus == "independent" else "all" if aus is None else "chosen"),
             "loss": f"BCE(AU present, {PLANT_SCALE:g} * batch-standardized spatial max of the map"
-                    f"{' before the ReLU' if pre_activation else ''}), mean over the AUs present and absent "
-                    f"in the batch, weight {PLANT_WEIGHT:g}",
+                    f"{' before the ReLU, plus mean max(0, -max) over the images with the AU' if pre_activation else ''}"
+                    f"), mean over the AUs present and absent in the batch, weight {PLANT_WEIGHT:g}",
         }
         return PlantedLoss(name, [codes.index(c) for c in usable], list(maps.values()),
                            torch.from_numpy(presence).to(device), pre_activation)

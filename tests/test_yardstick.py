@@ -137,6 +137,28 @@ def test_planted_loss_ranks_only_aus_the_batch_holds_with_and_without():
     assert dead.grad[:, 2].abs().sum() > 0 and dead.grad[:, [0, 1, 3]].abs().sum() == 0
 
 
+def test_planted_loss_against_a_naive_formula():
+    """Weight x (BCE of 2 x the batch-standardized maximum + the mean hinge max(0, -max) over the
+    AU's images), per AU by hand; after a ReLU (not its input) there is no hinge."""
+    torch.manual_seed(1)
+    act = torch.randn(8, 4, 3, 3) - 2.0  # some maxima below zero
+    presence = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0], [0, 1], [1, 0], [0, 0], [1, 1]], dtype=torch.bool)
+    maps, index = [3, 1], torch.arange(8)
+    terms, plain = [], []
+    for column, m in enumerate(maps):
+        peak = act[:, m].flatten(1).max(1).values.double()
+        target = presence[:, column].double()
+        logit = 2 * (peak - peak.mean()) / (peak.std(unbiased=False) + 1e-3)
+        bce = -(target * torch.log(torch.sigmoid(logit)) + (1 - target) * torch.log(1 - torch.sigmoid(logit))).mean()
+        hinge = sum(max(0.0, -float(p)) for p, t in zip(peak, target) if t) / float(target.sum())
+        terms.append(float(bce) + hinge)
+        plain.append(float(bce))
+    before = PlantedLoss("relu3", [0, 1], maps, presence, pre_activation=True)({"relu3": act}, index)
+    after = PlantedLoss("relu3", [0, 1], maps, presence, pre_activation=False)({"relu3": act}, index)
+    assert before.item() == pytest.approx(5.0 * np.mean(terms), rel=1e-5)
+    assert after.item() == pytest.approx(5.0 * np.mean(plain), rel=1e-5) and np.mean(terms) > np.mean(plain)
+
+
 def test_planted_check_against_a_naive_auroc_on_held_out_rows():
     rng = np.random.default_rng(0)
     n, maps = 60, 5
