@@ -8,9 +8,10 @@ loss about ranking: a fixed shift first drags every maximum towards it (most ima
 AU) before the map learns to discriminate. On a ReLU layer m is taken before the ReLU (the same
 ranking, max relu(x) = relu(max x)), so a map pushed below zero on every image still learns
 instead of dying; there a hinge, the mean of max(0, −m) over the batch's images with the AU, keeps
-those images above zero, where the ReLU (and so `validate`) does not flatten them into ties. The map of each AU is a seeded random choice, distinct across AUs, recorded in
-config.json as ``planted: {layer, maps: {AU: map}, ...}``: the ground truth `interpret validate`
-scores methods on, after checking on held-out subjects which planted maps became detectors.
+those images above zero, where the ReLU (and so `validate`) does not flatten them into ties. The
+map of each AU is a seeded random choice, distinct across AUs, recorded in config.json as
+``planted: {layer, maps: {AU: map}, ...}``: the ground truth `interpret validate` scores methods
+on, after checking on held-out subjects which planted maps became detectors.
 """
 
 from __future__ import annotations
