@@ -5,8 +5,8 @@ Parts (each prints a Markdown table for BENCHMARKS.md):
 - `startup`: wall seconds of a fresh process that starts any command on the run (interpreter,
   imports, `load_run`), with RUN/dataset.h5 present (after) and removed (before: the data is
   regenerated from the config, as every command did), median of `--repeat`.
-- `deconv`: whole-command `python -m interpret deconv --run RUN --layer 3 --top 9` (median of `--repeat`; cache already
-  built, timed apart) against captum's `NeuronDeconvolution` called once per seed, on
+- `deconv`: whole-command `python -m interpret deconv --run RUN --layer 3 --top 9` (median of
+  `--repeat`; cache already built, timed apart) against captum's `NeuronDeconvolution` called once per seed, on
   `--captum-seeds` of the job's seeds spread evenly and extrapolated to all of them; the command
   is also timed without dataset.h5 (the data regenerated, as before this issue).
 - `memory`: for each N of `--sizes` (synthetic 48x48 stills upscaled to the run's 99x99, as the FER

@@ -167,7 +167,8 @@ def train(
         raise InterpretError("--sequence-mode, --seq-len, --seq-stride and --seq-epochs are wu2019's options")
     if valence_csv is not None and arch != "liu2019":
         raise InterpretError("--valence-csv is liu2019's option")
-    if plant_aus != "all" and not plant_detectors:
+    planted_aus = parse_plant_aus(plant_aus)
+    if planted_aus is not None and not plant_detectors:
         raise InterpretError("--plant-aus chooses the AUs of --plant-detectors, which is not given")
     if labels != "data" and not labels.startswith("ferplus-"):
         raise InterpretError(f"--labels must be data or ferplus-MODE, got {labels!r}")
@@ -177,7 +178,7 @@ def train(
                      ferplus_mode=labels.removeprefix("ferplus-") if labels != "data" else None,
                      l2_convention=l2_convention, overwrite=overwrite,
                      data_options={**options, **_reader_options(read, landmarks)},
-                     auxiliary=planting(plant_layer, parse_plant_aus(plant_aus)) if plant_detectors else None,
+                     auxiliary=planting(plant_layer, planted_aus) if plant_detectors else None,
                      shuffle_labels=shuffle_labels,
                      lr=lr)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 reports

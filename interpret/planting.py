@@ -91,12 +91,13 @@ class PlantedLoss:
         target = self.presence[index][:, self.columns]
         logit = PLANT_SCALE * (peak - peak.mean(dim=0)) / (peak.std(dim=0, correction=0) + PLANT_EPS)
         per_au = F.binary_cross_entropy_with_logits(logit, target, reduction="none").mean(dim=0)
+        present = target.sum(dim=0)
         if self.inputs:  # the ranking is shift-free, but `validate` reads the maxima after the ReLU: an AU's
             # images whose maximum stays below zero would all be cut to 0, tied with the images without it
-            per_au = per_au + (F.relu(-peak) * target).sum(dim=0) / target.sum(dim=0).clamp(min=1.0)
+            per_au = per_au + (F.relu(-peak) * target).sum(dim=0) / present.clamp(min=1.0)
         # Only AUs with images with and without them in this batch (under torchrun: this rank's
         # part of it) have anything to rank; no host sync, so CUDA steps stay asynchronous.
-        ranked = ((target.sum(dim=0) > 0) & (target.sum(dim=0) < len(target))).float()
+        ranked = ((present > 0) & (present < len(target))).float()
         return PLANT_WEIGHT * (per_au * ranked).sum() / ranked.sum().clamp(min=1.0)
 
 
