@@ -513,7 +513,9 @@ def validate(
     permutations: int = typer.Option(1000, min=1, help="Sequence-level permutations for each winner's p"),
     probe_permutations: int = typer.Option(40, min=0, help="Permutations for the probe (one refit each)"),
     quantile: float = typer.Option(0.005, min=1e-6, max=0.5, help="Top quantile of a map's activations for the IoU"),
-    seed: int = typer.Option(0, help="Seed for permutations, rotation and random ablations"),
+    seed: int = typer.Option(0, help="Seed for permutations, rotation, random ablations and the fresh bootstrap"),
+    fresh: Optional[int] = typer.Option(None, min=0, help="New synthetic identities on which a planted run's "
+                                        "maps are checked (default 100 on the synthetic default; 0: its held-out subjects)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
 ):
     """Do the mapping methods find detectors that exist? Methods side by side, controls, verdict per AU."""
@@ -523,5 +525,5 @@ def validate(
     result = run_validate(_open_run(run, device), layer=layer, controls=names,
                           shuffled=_open_run(shuffled, device) if shuffled else None, baseline=baseline,
                           permutations=permutations, probe_permutations=probe_permutations, quantile=quantile,
-                          seed=seed)
+                          seed=seed, fresh=fresh)
     typer.echo(format_validate(result))

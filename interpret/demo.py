@@ -91,7 +91,9 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
     print(f"[demo] plain run: {plain['summary']}", flush=True)
     truth = planted["planted"]
     print(f"[demo] planted run ({planted_out}): {planted['summary']}; {len(truth['verified'])} of "
-          f"{len(truth['maps'])} planted maps are detectors on held-out subjects; of them at top-1: " +
-          (", ".join(f"{m} {r['top1']:.0%}" for m, r in truth["recovery_verified"].items()) or "none to score"),
-          flush=True)
+          f"{len(truth['maps'])} planted maps are detectors on {truth['truth']}; of them at top-1: " +
+          (", ".join(f"{m} {r['top1']:.0%}" for m, r in truth["recovery_verified"].items()) or "none to score") +
+          (f"; {len(truth['unambiguous'])} unambiguous (no other map clearly better), at top-1: " +
+           (", ".join(f"{m} {r['top1']:.0%}" for m, r in truth["recovery_unambiguous"].items()) or "none to score")
+           if "unambiguous" in truth else ""), flush=True)
     return Path(index)

@@ -30,6 +30,7 @@ from interpret.facs import au_name
 from interpret.io import atomic_path, write_json, write_text
 from interpret.layers import resolve_layer
 from interpret.planting import planted_maps
+from interpret.truth import CHALLENGERS, FRESH_SUBJECTS, OUTDONE_SHARE, fresh_dataset, fresh_truth
 from interpret.verdict import ALPHA, DETECTOR_AUROC, summary, verdict
 
 log = logging.getLogger(__name__)
@@ -311,11 +312,20 @@ def split_aurocs(maxima, presence, au_codes, split, aus) -> dict[str, tuple]:
     return out
 
 
-def planted_summary(records, verdicts, maxima, presence, au_codes, split, planted: dict[str, int]) -> dict:
-    """Ground truth and each method's recovery of it: over every planted AU, and over the planted
-    maps verified as detectors on held-out subjects (the yardstick's truth)."""
+def planted_summary(records, verdicts, maxima, presence, au_codes, split, planted: dict[str, int],
+                    fresh: dict | None = None) -> dict:
+    """Ground truth and each method's recovery of it: over every planted AU, over the planted maps
+    verified as detectors (the yardstick's truth), and with `fresh` (`truth.fresh_truth`) over
+    those no other map clearly outdoes. Verified on `fresh`'s new identities where given, else on
+    the run's held-out subjects."""
     aurocs = split_aurocs(maxima, presence, au_codes, split, planted)
     detectors = _detectors(aurocs, planted)
+    if fresh is not None:
+        for au, f in fresh["aus"].items():
+            entry = detectors.setdefault(au, {"map": planted[au], "auroc_held_out": None})
+            entry.update(_fresh_fields(f, planted[au]))
+        for au, entry in detectors.items():
+            entry["detector"] = bool(au in fresh["aus"] and entry["auroc_fresh"] >= DETECTOR_AUROC)
     verified = {au: planted[au] for au, d in detectors.items() if d["detector"]}
     by_au = {v["au"]: v for v in verdicts}
 
@@ -326,25 +336,59 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
 
     found = [v for v in verdicts if v["verdict"] == "found" and v["au"] in planted]
     verified_recovery = recovery(records, verified)
-    return {"maps": planted, "detector_auroc": DETECTOR_AUROC, "detectors": detectors, "verified": sorted(verified),
-            "recovery": recovery(records, planted), "recovery_verified": verified_recovery,
-            "best_method": best_method(verified_recovery),
-            "misses": misses(records, planted, verified, {au: aurocs[au][0] for au in verified}),
-            "train_choice_recovery_verified": (float(np.mean([detectors[au].get("train_choice", {}).get("map") == m
-                                                              for au, m in verified.items()])) if verified else None),
-            "verdict_recovery": verdict_share(planted), "verdict_recovery_verified": verdict_share(verified),
-            # a found map that is not the planted one may still be a natural detector: a lower bound
-            "verdict_found_is_planted": (float(np.mean([v["map"] == planted[v["au"]] for v in found]))
-                                         if found else None),
-            "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
+    fresh_aurocs = {au: f["aurocs"] for au, f in fresh["aus"].items()} if fresh is not None else None
+    out = {"maps": planted, "detector_auroc": DETECTOR_AUROC, "detectors": detectors, "verified": sorted(verified),
+           "truth": (f"fresh: {fresh['subjects']} synthetic identities the network never saw ({fresh['images']} images)"
+                     if fresh is not None else "held-out: the run's validation and test subjects"),
+           "recovery": recovery(records, planted), "recovery_verified": verified_recovery,
+           "best_method": best_method(verified_recovery),
+           "misses": misses(records, planted, verified, {au: aurocs[au][0] for au in verified if au in aurocs},
+                            fresh_aurocs),
+           "train_choice_recovery_verified": (float(np.mean([detectors[au].get("train_choice", {}).get("map") == m
+                                                             for au, m in verified.items()])) if verified else None),
+           "verdict_recovery": verdict_share(planted), "verdict_recovery_verified": verdict_share(verified),
+           # a found map that is not the planted one may still be a natural detector: a lower bound
+           "verdict_found_is_planted": (float(np.mean([v["map"] == planted[v["au"]] for v in found]))
+                                        if found else None),
+           "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
+    if fresh is not None:
+        sole = {au: m for au, m in verified.items() if detectors[au]["truth"] == "sole"}
+        out["unambiguous"] = sorted(sole)
+        out["recovery_unambiguous"] = recovery(records, sole)
+        out["as_good_verified"] = as_good(records, verified, fresh["aus"])
+        out["best_method"] = best_method(verified_recovery, out["recovery_unambiguous"])
+    return out
 
 
-def misses(records, planted: dict[str, int], verified: dict[str, int], held: dict[str, np.ndarray]) -> dict:
+def _fresh_fields(f: dict, m: int) -> dict:
+    return {"auroc_fresh": float(f["aurocs"][m]), "n_present_fresh": f["n_present"],
+            "best_other_map_fresh": f["best_other_map"], "best_other_auroc_fresh": float(f["aurocs"][f["best_other_map"]]),
+            "truth": f["truth"], "outdone_by": f["outdone_by"],
+            "challengers": [{"map": c, **v} for c, v in list(f["maps"].items())[:CHALLENGERS]]}
+
+
+def as_good(records, verified: dict[str, int], fresh: dict) -> dict[str, float]:
+    """Per method, the share of verified planted AUs for which it names the planted map or a map
+    not clearly worse on the fresh identities (`fresh`: `truth.fresh_truth`'s "aus", its contest
+    holding every method's winner): a detector found, if not the planted one."""
+    by_au = {r["au"]: r for r in records}
+    out = {}
+    for name in methods.METHODS:
+        hits = [int(info["winner"]) == m or fresh[au]["maps"][int(info["winner"])]["below"] < OUTDONE_SHARE
+                for au, m in verified.items() if (info := by_au.get(au, {}).get("methods", {}).get(name)) is not None]
+        if hits:
+            out[name] = float(np.mean(hits))
+    return out
+
+
+def misses(records, planted: dict[str, int], verified: dict[str, int], held: dict[str, np.ndarray],
+           fresh: dict[str, np.ndarray] | None = None) -> dict:
     """Per method, each verified planted AU whose planted map is not its winner: the winner, whose
-    planted map it is (verified or not; None: a natural map), and the held-out AUROC of the winner
-    and of the planted map for the AU (`held`: {AU: every map's held-out AUROC}, `split_aurocs`).
+    planted map it is (verified or not; None: a natural map), and the AUROC of the winner and of
+    the planted map for the AU on held-out subjects (`held`: {AU: every map's held-out AUROC},
+    `split_aurocs`; None where they lack the AU) and, with `fresh`, on the fresh identities.
     The methods chose the winner on every image, the held-out ones included, so its held-out
-    AUROC is optimistic; the planted map was fixed beforehand."""
+    AUROC is optimistic (not its fresh one); the planted map was fixed beforehand."""
     owner = {m: au for au, m in planted.items()}
     by_au = {r["au"]: r for r in records}
     out = {}
@@ -355,15 +399,22 @@ def misses(records, planted: dict[str, int], verified: dict[str, int], held: dic
             if info is None or info["winner"] == m:
                 continue
             w = int(info["winner"])
-            rows.append({"au": au, "winner": w, "winner_planted_for": owner.get(w),
-                         "winner_auroc_held_out": float(held[au][w]), "planted_auroc_held_out": float(held[au][m])})
+            row = {"au": au, "winner": w, "winner_planted_for": owner.get(w),
+                   "winner_auroc_held_out": float(held[au][w]) if au in held else None,
+                   "planted_auroc_held_out": float(held[au][m]) if au in held else None}
+            if fresh is not None:
+                row.update(winner_auroc_fresh=float(fresh[au][w]), planted_auroc_fresh=float(fresh[au][m]))
+            rows.append(row)
         out[name] = rows
     return out
 
 
-def best_method(verified_recovery: dict) -> str | None:
-    """The method with the highest top-1 recovery of the verified planted maps (first on ties)."""
-    return max(verified_recovery, key=lambda m: verified_recovery[m]["top1"]) if verified_recovery else None
+def best_method(verified_recovery: dict, unambiguous: dict | None = None) -> str | None:
+    """The method with the highest top-1 recovery of the unambiguous truth where given, then of the
+    verified planted maps (first on ties)."""
+    first = unambiguous or {}
+    return max(verified_recovery, key=lambda m: (first.get(m, {}).get("top1", 0.0), verified_recovery[m]["top1"])) \
+        if verified_recovery else None
 
 
 # ---------------------------------------------------------------- the command
@@ -371,11 +422,13 @@ def best_method(verified_recovery: dict) -> str | None:
 
 def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=None, baseline=None,
              n: int = 9, permutations: int = 1000, probe_permutations: int = 40,
-             quantile: float = methods.IOU_QUANTILE, seed: int = 0) -> dict:
+             quantile: float = methods.IOU_QUANTILE, seed: int = 0, fresh: int | None = None) -> dict:
     """`interpret validate`: methods, verdicts, controls, recovery (planted runs), agreement -> RUN/validate/.
 
     shuffled: a run trained with `--shuffle-labels` (its cache is the shuffled-label control);
-    baseline: a plain run whose emotion accuracy is reported beside this one's.
+    baseline: a plain run whose emotion accuracy is reported beside this one's; fresh: new
+    synthetic identities on which a planted run's truth is checked (`interpret.truth`; None:
+    `truth.FRESH_SUBJECTS` for a run on the synthetic default, else 0 = its held-out subjects).
     """
     unknown = [name for name in controls if name not in ("untrained", "rotation")]
     if unknown:
@@ -394,6 +447,9 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
     scan = scan_layer(run.model, layer, run.dataset, quantile, cached=arrays)
     timings["scan"] = time.perf_counter() - start
     planted = planted_maps(run.config)
+    if fresh and not planted:
+        raise InterpretError(f"{run.path}: --fresh checks planted detectors, and this run has none "
+                             "(train it with --plant-detectors)")
     records = map_layer(arrays["max"], arrays["aus"], arrays["au_codes"], counts=scan["counts"],
                         pixels=scan["pixels"], localize=planted, **labels, **args)
     timings["methods"] = time.perf_counter() - start - timings["scan"]
@@ -405,8 +461,15 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
               "probe_l1": methods.PROBE_L1, "summary": summary(verdicts), "verdicts": verdicts,
               "agreement": agreement(records), "false_positives": {"run": false_positive_rates(records)}}
     if planted:
+        identities = (FRESH_SUBJECTS if run.config["data"].get("spec") == "synthetic" else 0) if fresh is None else fresh
+        truth = None
+        if identities:
+            began = time.perf_counter()
+            winners = {r["au"]: [info["winner"] for info in r["methods"].values()] for r in records}
+            truth = fresh_truth(run.model, layer, fresh_dataset(run, identities), planted, winners, seed)
+            timings["fresh"] = time.perf_counter() - began
         result["planted"] = {**planted_summary(records, verdicts, arrays["max"], arrays["aus"], arrays["au_codes"],
-                                               arrays["split"], planted),
+                                               arrays["split"], planted, truth),
                              "aus": run.config["planted"].get("aus", "all")}
     control_records = {}
     for name in controls:
@@ -488,9 +551,11 @@ def write_outputs(out: Path, result: dict, records, control_records) -> None:
                                             for k in agree["same_winner"]]))
     if "planted" in result:
         rec, ver = result["planted"]["recovery"], result["planted"]["recovery_verified"]
+        sole = result["planted"].get("recovery_unambiguous", {})
         write_text(out / "recovery.csv", _csv(
-            ["method", "top1", "top5", "top1_verified", "top5_verified"],
-            [[m, rec[m]["top1"], rec[m]["top5"], ver.get(m, {}).get("top1"), ver.get(m, {}).get("top5")] for m in rec]))
+            ["method", "top1", "top5", "top1_verified", "top5_verified", "top1_unambiguous", "top5_unambiguous"],
+            [[m, rec[m]["top1"], rec[m]["top5"], ver.get(m, {}).get("top1"), ver.get(m, {}).get("top5"),
+              sole.get(m, {}).get("top1"), sole.get(m, {}).get("top5")] for m in rec]))
     plot_validate(out / "validate.png", result)
 
 
@@ -533,9 +598,12 @@ def plot_validate(path, result: dict) -> None:
         bars = [(rec, "top1", "top-1, all planted"), (rec, "top5", "top-5, all planted"),
                 (ver, "top1", f"top-1, {len(planted['verified'])} verified"),
                 (ver, "top5", f"top-5, {len(planted['verified'])} verified")]
+        if "recovery_unambiguous" in planted:
+            bars.append((planted["recovery_unambiguous"], "top1", f"top-1, {len(planted['unambiguous'])} unambiguous"))
+        width = 0.8 / len(bars)
         for j, (table, key, label) in enumerate(bars):
-            ax.bar(np.arange(len(ms)) + (j - 1.5) * 0.2, [table.get(m, {}).get(key, np.nan) for m in ms], 0.2,
-                   label=label, hatch="//" if table is ver else None)
+            ax.bar(np.arange(len(ms)) + (j - (len(bars) - 1) / 2) * width, [table.get(m, {}).get(key, np.nan) for m in ms],
+                   width, label=label, hatch="//" if table is ver else None)
         ax.axhline(0.9, color="k", ls="--", lw=1)
         ax.set_xticks(np.arange(len(ms)), ms, fontsize=8)
         ax.set_ylim(0, 1.05)
@@ -553,20 +621,33 @@ def format_validate(result: dict) -> str:
     lines = [result["summary"]] + [v["line"] for v in result["verdicts"]]
     if "planted" in result:
         planted = result["planted"]
-        lines.append(f"planted maps that are detectors (held-out AUROC >= {planted['detector_auroc']:g}): "
+        fresh = "unambiguous" in planted
+        lines.append(f"planted maps that are detectors (AUROC >= {planted['detector_auroc']:g} on {planted['truth']}): "
                      f"{len(planted['verified'])} of {len(planted['maps'])} (AUs planted: {planted.get('aus', 'all')})")
-        for key, label in (("recovery", "all planted"), ("recovery_verified", "verified detectors")):
-            if planted[key]:
+        if fresh:
+            verified = [(au, d) for au, d in planted["detectors"].items() if d["detector"]]
+            lines.append(f"of them, the planted map separates the AU clearly better than any other map (the "
+                         f"unambiguous truth): {len(planted['unambiguous'])}; tied: "
+                         + (", ".join(au for au, d in verified if d["truth"] == "tied") or "none") + "; outdone: "
+                         + (", ".join(f"{au} by map {d['outdone_by']['map']} ({d['outdone_by']['auroc']:.2f} vs "
+                                      f"{d['auroc_fresh']:.2f})" for au, d in verified if d["outdone_by"]) or "none"))
+        for key, label in (("recovery", "all planted"), ("recovery_verified", "verified detectors"),
+                           ("recovery_unambiguous", "the unambiguous truth")):
+            if planted.get(key):
                 lines.append(f"recovery of {label} (top-1 / top-5): " + ", ".join(
                     f"{m} {r['top1']:.2f}/{r['top5']:.2f}" for m, r in planted[key].items()))
+        if planted.get("as_good_verified"):
+            lines.append("names the planted map or one not clearly worse on the fresh identities, of the verified: "
+                         + ", ".join(f"{m} {v:.2f}" for m, v in planted["as_good_verified"].items()))
         best = planted["best_method"]
         if best is not None and planted["misses"][best]:
-            lines.append(f"{best}'s misses (held-out AUROC of the map named, chosen on all images, vs the "
-                         "planted map's): " + ", ".join(
-                             f"{r['au']} -> map {r['winner']}" + (f" ({r['winner_planted_for']}'s planted)"
-                                                                  if r["winner_planted_for"] else "")
-                             + f" {r['winner_auroc_held_out']:.2f} vs {r['planted_auroc_held_out']:.2f}"
-                             for r in planted["misses"][best]))
+            where = "fresh identities" if fresh else "held-out subjects, chosen on all images"
+            lines.append(f"{best}'s misses (AUROC on {where}: the map named vs the planted map): " + ", ".join(
+                f"{r['au']} -> map {r['winner']}" + (f" ({r['winner_planted_for']}'s planted)"
+                                                     if r["winner_planted_for"] else "")
+                + (f" {r['winner_auroc_fresh']:.2f} vs {r['planted_auroc_fresh']:.2f}" if fresh else
+                   f" {r['winner_auroc_held_out']:.2f} vs {r['planted_auroc_held_out']:.2f}")
+                for r in planted["misses"][best]))
         if planted.get("train_choice_recovery_verified") is not None:
             lines.append(f"AUROC's choice made on the training images alone names the planted map first for "
                          f"{planted['train_choice_recovery_verified']:.2f} of the verified AUs")

@@ -146,3 +146,18 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
     assert "training images alone (the methods choose on every image, the held-out ones included), names 50.0%" in html
     assert "Planted run (the yardstick; AUs planted: independent: no two with phi &gt; 0.2)" in html
     assert "Where auroc, the best of them, misses: AU04 &rarr; map 4 (AU17's planted map), held-out AUROC 0.91" in html
+    # checked on fresh identities: the truth says where, the unambiguous recovery leads, misses in fresh AUROC
+    result = json.loads((run / "validate" / "validate.json").read_text())
+    result["planted"].update(
+        truth="fresh: 100 synthetic identities the network never saw (1804 images)", unambiguous=["AU17"],
+        recovery_unambiguous={"auroc": {"top1": 1.0}}, as_good_verified={"auroc": 1.0},
+        misses={"auroc": [{"au": "AU04", "winner": 4, "winner_planted_for": "AU17", "winner_auroc_held_out": 0.91,
+                           "planted_auroc_held_out": 0.84, "winner_auroc_fresh": 0.87, "planted_auroc_fresh": 0.77}]})
+    (run / "validate" / "validate.json").write_text(json.dumps(result))
+    html = write_report(run).read_text()
+    assert "(AUROC &ge; 0.75 on fresh: 100 synthetic identities the network never saw (1804 images))" in html
+    assert "For 1 of the verified AUs the planted map separates the AU better than each of the five best" in html
+    assert "there, at top-1: auroc 100.0%" in html and "not clearly worse on the fresh identities (a detector found " \
+        "where the planted map is tied or outdone), of the verified AUs: auroc 100.0%" in html
+    assert "AU04 &rarr; map 4 (AU17's planted map), AUROC on the fresh identities 0.87 against the planted map's 0.77" in html
+    assert "held-out AUROC is optimistic" not in html

@@ -40,6 +40,16 @@ def test_subjects_do_not_depend_on_how_many_are_generated(sequences):
     assert all(_same(a, b) for a, b in zip(fewer, sequences))
 
 
+def test_first_skips_the_subjects_a_smaller_set_holds(sequences):
+    """`first=k`: the k+1-th subject onwards, ids included, as the full generation has them."""
+    later = generate_sequences(subjects=2, seed=1, frames=(4, 6), first=4)
+    tail = [s for s in sequences if s.subject not in {t.subject for t in generate_sequences(4, seed=1, frames=(4, 6))}]
+    assert {s.subject for s in later} == {s.subject for s in tail} and len(later) == len(tail)
+    assert all(_same(a, b) for a, b in zip(later, tail))
+    with pytest.raises(InterpretError, match="first synthetic subject"):
+        generate_sequences(subjects=2, first=-1)
+
+
 def test_ckplus_like_structure(sequences):
     subjects = list(dict.fromkeys(s.subject for s in sequences))
     numbers = [int(s[1:]) for s in subjects]

@@ -18,6 +18,8 @@ from interpret.validate import planted_check, validate
 from interpret.verdict import DETECTOR_AUROC, verdict
 
 PLANTED_AUS = (1, 12, 25, 27)
+#: New identities the tiny planted run's truth is checked on.
+FRESH = 12
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def planted_run(tmp_path_factory):
                      lr=3e-3, epochs=1, subjects=30, folds=4, seed=0, progress=False,
                      auxiliary=planting("relu3", aus=PLANTED_AUS))
         run = load_run(path)
-        result = validate(run, controls=("rotation",), permutations=99, probe_permutations=0)
+        result = validate(run, controls=("rotation",), permutations=99, probe_permutations=0, fresh=FRESH)
         yield path, run, result
 
 
@@ -94,8 +96,9 @@ def test_methods_recover_the_planted_maps_and_write_tables(planted_run):
     assert set(recovery) == {"distance", "directional", "auroc", "partial", "iou", "probe"}
     planted = result["planted"]
     assert set(planted["misses"]) == set(recovery)
-    verified_top1 = {m: r["top1"] for m, r in planted["recovery_verified"].items()}
-    assert planted["best_method"] == (max(verified_top1, key=verified_top1.get) if verified_top1 else None)
+    first = planted["recovery_unambiguous"]
+    order = {m: (first.get(m, {}).get("top1", 0.0), r["top1"]) for m, r in planted["recovery_verified"].items()}
+    assert planted["best_method"] == (max(order, key=order.get) if order else None)
     for name, rows in planted["misses"].items():  # one row per verified AU the method's winner misses
         top1 = planted["recovery_verified"][name]["top1"] if planted["verified"] else 1.0
         assert len(rows) == round(len(planted["verified"]) * (1 - top1))
@@ -111,6 +114,51 @@ def test_methods_recover_the_planted_maps_and_write_tables(planted_run):
              if v["verdict"] != "none"]
     assert [(v["au"], v["map"], v["verdict"]) for v in findings] == [(v["au"], v["map"], v["verdict"]) for v in named]
     assert all(v["map"] is not None and v["auroc"] is not None for v in findings)
+
+
+def test_truth_is_checked_on_fresh_identities(planted_run):
+    """Verified on FRESH identities the run never held (an independent forward pass is the
+    oracle); the unambiguous truth is the verified AUs no map outdoes, and its recovery is scored."""
+    from interpret.layers import layer_output
+    from interpret.truth import fresh_dataset
+
+    path, run, result = planted_run
+    planted = result["planted"]
+    assert planted["truth"].startswith(f"fresh: {FRESH} synthetic identities")
+    fresh = fresh_dataset(run, FRESH)
+    assert not set(fresh.faceset.subject) & set(run.dataset.faceset.subject)
+    assert len(set(fresh.faceset.subject)) == FRESH
+    maxima = layer_output(run.model, "relu3", fresh.images(0, len(fresh))).amax(dim=(2, 3)).numpy()
+    codes = list(fresh.faceset.au_codes)
+    for au, d in planted["detectors"].items():
+        if "auroc_fresh" not in d:
+            continue
+        labels = fresh.faceset.au_present[:, codes.index(int(au[2:]))]
+        assert d["auroc_fresh"] == pytest.approx(stats.auroc(maxima[:, [d["map"]]], labels)[0], abs=1e-6)
+        assert d["detector"] == (d["auroc_fresh"] >= DETECTOR_AUROC)
+    assert set(planted["unambiguous"]) <= set(planted["verified"])
+    assert all(planted["detectors"][au]["truth"] == "sole" for au in planted["unambiguous"])
+    assert all((d["truth"] == "outdone") == (d["outdone_by"] is not None) for d in planted["detectors"].values()
+               if "truth" in d)
+    assert set(planted["recovery_unambiguous"]) == (set(planted["recovery"]) if planted["unambiguous"] else set())
+    assert set(planted["as_good_verified"]) == (set(planted["recovery"]) if planted["verified"] else set())
+    text = (path / "validate" / "recovery.csv").read_text().splitlines()[0]
+    assert text.endswith("top1_unambiguous,top5_unambiguous")
+
+
+def test_fresh_identities_need_a_synthetic_planted_run(planted_run, make_trained_run, tmp_path):
+    from interpret.truth import fresh_dataset
+
+    _, run, _ = planted_run
+    with pytest.raises(InterpretError, match="--fresh must be 0"):
+        fresh_dataset(run, 1)
+    elsewhere = type(run)(**{**vars(run), "config": {**run.config, "data": {"spec": "/data/disfa", "subjects": 3}}})
+    with pytest.raises(InterpretError, match="fresh identities need a run on the synthetic default, its data is "
+                                             "'/data/disfa'; use --fresh 0"):
+        fresh_dataset(elsewhere, 10)
+    plain = make_trained_run(tmp_path / "plain")
+    with pytest.raises(InterpretError, match="--fresh checks planted detectors, and this run has none"):
+        validate(plain, controls=(), fresh=10)
 
 
 def test_unknown_control_is_a_one_line_error_before_any_work(planted_run):
@@ -237,6 +285,10 @@ def test_misses_name_the_winner_its_owner_and_both_held_out_aurocs():
     assert miss["winner_auroc_held_out"] > miss["planted_auroc_held_out"]
     assert best_method({"auroc": {"top1": 0.5}, "probe": {"top1": 1.0}}) == "probe"
     assert best_method({}) is None
+    # the unambiguous truth ranks first; its ties go to the verified recovery
+    verified = {"directional": {"top1": 0.2}, "auroc": {"top1": 0.8}, "probe": {"top1": 0.7}}
+    assert best_method(verified, {m: {"top1": 1.0} for m in verified}) == "auroc"
+    assert best_method(verified, {"directional": {"top1": 1.0}, "auroc": {"top1": 0.5}}) == "directional"
 
 
 def test_confound_names_the_cooccurring_au_the_map_tracks_not_the_most_frequent_or_a_chain():

@@ -56,19 +56,25 @@ def _sequence(subject: str, number: int, ident: Identity, rng: np.random.Generat
                        frame_numbers=list(range(1, n + 1)), emotion=emotion, facs=facs, paths=[""] * n)
 
 
-def generate_sequences(subjects: int = 40, seed: int = 0, frames: tuple[int, int] = (6, 12)) -> list[RawSequence]:
-    """Full-frame sequences of `subjects` synthetic identities.
+def generate_sequences(subjects: int = 40, seed: int = 0, frames: tuple[int, int] = (6, 12),
+                       first: int = 0) -> list[RawSequence]:
+    """Full-frame sequences of `subjects` synthetic identities, subjects first .. first + subjects - 1.
 
     Subject k draws everything from `np.random.default_rng([seed, k])`, so it is the same
-    whatever the number of subjects. Ids are non-contiguous like CK+'s (S005, S011, ...).
+    whatever the number of subjects: `first=n` gives n + 1, n + 2, ..., identities that a data
+    set of n subjects does not hold, ids included. Ids are non-contiguous like CK+'s (S005, S011, ...).
     """
     lo, hi = _check(subjects, frames)
+    if int(first) < 0:
+        raise InterpretError(f"the first synthetic subject must be 0 or more, got {first}")
     out: list[RawSequence] = []
     number = 5
-    for k in range(int(subjects)):
+    for k in range(int(first) + int(subjects)):
         rng = np.random.default_rng([int(seed), k])
         gap = int(rng.integers(1, 9))
         number = 5 if k == 0 else number + gap
+        if k < first:  # only its id gap: the ids of later subjects add up the gaps before them
+            continue
         ident = sample_identity(rng, FRAME)
         subject = f"S{number:03d}"
         for j in range(1 + int(rng.choice(6, p=_SEQUENCES_P))):
@@ -76,7 +82,9 @@ def generate_sequences(subjects: int = 40, seed: int = 0, frames: tuple[int, int
     return out
 
 
-def synthetic_faceset(subjects: int = 40, seed: int = 0, size: int = 99, frames: tuple[int, int] = (6, 12)) -> FaceSet:
-    """The synthetic default data set, cropped like CK+ (landmark box, size x size)."""
-    return faceset_from_sequences(generate_sequences(subjects, seed, frames), au_codes=SYNTHETIC_AUS,
+def synthetic_faceset(subjects: int = 40, seed: int = 0, size: int = 99, frames: tuple[int, int] = (6, 12),
+                      first: int = 0) -> FaceSet:
+    """The synthetic default data set, cropped like CK+ (landmark box, size x size); `first`: see
+    `generate_sequences`."""
+    return faceset_from_sequences(generate_sequences(subjects, seed, frames, first), au_codes=SYNTHETIC_AUS,
                                   emotions=CKPLUS_EMOTIONS, source="synthetic", size=size)

@@ -1,0 +1,103 @@
+"""The planted truth checked on fresh identities: synthetic subjects the network never saw.
+
+A planted run's own held-out subjects are few (a tenth to a fifth of the run: on the demo's 40
+identities, eight), too few to tell a planted map that detects its AU from one that does not,
+and the AUs are rare among them. The synthetic generator makes as many new identities as asked
+(`synthetic_faceset(first=n)`). On them `interpret validate` checks, per planted AU, whether the
+planted map is a detector, and whether another map separates the AU clearly better (then naming that map is no miss), as
+well (tied), or clearly worse (the planted map is the sole right answer: the unambiguous truth).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from interpret import methods, stats
+from interpret.errors import InterpretError
+from interpret.facs import au_name
+
+#: New identities `interpret validate` draws for a planted run on the synthetic default.
+FRESH_SUBJECTS = 100
+#: Subject-level bootstrap resamples that decide whether another map outdoes a planted one.
+RESAMPLES = 200
+#: The maps that best separate the AU on the fresh identities, tested against the planted map.
+CHALLENGERS = 5
+#: A challenger outdoes the planted map when its AUROC is higher in at least this share of resamples.
+OUTDONE_SHARE = 0.95
+
+
+def fresh_dataset(run, subjects: int = FRESH_SUBJECTS):
+    """`subjects` synthetic identities after the run's own, cut and split-free like its data."""
+    from interpret.runs import RunDataset, run_faceset, run_input
+
+    data = run.config["data"]
+    if data.get("spec") != "synthetic":
+        raise InterpretError(f"{run.path}: fresh identities need a run on the synthetic default, its data is "
+                             f"{data.get('spec')!r}; use --fresh 0 to check the planted maps on its held-out subjects")
+    if int(subjects) < 2:
+        raise InterpretError(f"--fresh must be 0 (the run's held-out subjects) or at least 2 identities, got {subjects}")
+    config = {**run.config, "data": {**data, "first": int(data["subjects"]), "subjects": int(subjects)}}
+    faceset = run_faceset(config)
+    return RunDataset(faceset, np.full(len(faceset.subject), "test"), config["classes"], run_input(config))
+
+
+def layer_maxima(model, layer, dataset, batch_size: int = 64) -> np.ndarray:
+    """(N, C) spatial maxima of the layer's maps over the dataset's images."""
+    return np.concatenate([act.float().amax(dim=(2, 3)).cpu().numpy() for act in
+                           methods.stream_layer(model, layer, dataset.images, len(dataset), batch_size)])
+
+
+def contest(maxima, labels, subject, planted_map: int, named=(), seed: int = 0, resamples: int = RESAMPLES) -> dict:
+    """The planted map against the `CHALLENGERS` maps that best separate `labels` and the maps in
+    `named` (e.g. the methods' winners), in `resamples` subject-level bootstrap resamples.
+
+    {"aurocs": every map's AUROC (C,), "best_other_map", "maps": {map: {auroc, above, below}}
+    (above / below: the share of resamples where its AUROC is higher / lower than the planted
+    map's), "truth": "outdone" (a challenger is higher in >= `OUTDONE_SHARE` of them), "sole" (the
+    planted map is higher than every challenger that often) or "tied", "outdone_by": the best
+    challenger that outdoes it, or None}. A named map is "not clearly worse" unless its `below` >=
+    `OUTDONE_SHARE`."""
+    maxima, labels = np.asarray(maxima, dtype=np.float64), np.asarray(labels, dtype=bool)
+    aurocs = stats.auroc(maxima, labels)
+    ranked = [int(c) for c in np.argsort(-np.nan_to_num(aurocs, nan=-np.inf), kind="stable") if c != planted_map]
+    rivals = ranked[:CHALLENGERS]
+    others = rivals + sorted({int(m) for m in named} - set(rivals) - {int(planted_map)})
+    columns = maxima[:, [planted_map, *others]]
+    _, groups = np.unique(np.asarray(subject).astype(str), return_inverse=True)
+    weights = stats.cluster_bootstrap_weights(groups, resamples, np.random.default_rng([int(seed), 0xF7E5]))
+    above, below, usable = np.zeros(len(others)), np.zeros(len(others)), 0
+    for w in weights:
+        rows = np.repeat(np.arange(len(labels)), w)
+        resampled = stats.auroc(columns[rows], labels[rows])
+        if np.isnan(resampled[0]):  # a resample with one class only
+            continue
+        above += resampled[1:] > resampled[0]
+        below += resampled[1:] < resampled[0]
+        usable += 1
+    above, below = above / max(usable, 1), below / max(usable, 1)
+    maps = {c: {"auroc": float(aurocs[c]), "above": float(a), "below": float(b)}
+            for c, a, b in zip(others, above, below)}
+    beaten = [c for c in rivals if maps[c]["above"] >= OUTDONE_SHARE]
+    sole = all(maps[c]["below"] >= OUTDONE_SHARE for c in rivals)
+    return {"aurocs": aurocs, "best_other_map": rivals[0], "maps": maps,
+            "truth": "outdone" if beaten else "sole" if sole else "tied",
+            "outdone_by": {"map": beaten[0], **maps[beaten[0]]} if beaten else None}
+
+
+def fresh_truth(model, layer, dataset, planted: dict[str, int], named: dict[str, list] | None = None,
+                seed: int = 0) -> dict:
+    """Per planted AU the fresh identities hold with and without it: its `contest` (with the maps
+    `named[AU]`) and the count of images with the AU; with the fresh set's size."""
+    fs = dataset.faceset
+    maxima = layer_maxima(model, layer, dataset)
+    presence, codes = np.asarray(fs.au_present, dtype=bool), [au_name(c) for c in fs.au_codes]
+    out = {}
+    for au, m in planted.items():
+        if au not in codes:
+            continue
+        labels = presence[:, codes.index(au)]
+        if labels.all() or not labels.any():
+            continue
+        out[au] = {**contest(maxima, labels, fs.subject, int(m), (named or {}).get(au, ()), seed),
+                   "n_present": int(labels.sum())}
+    return {"subjects": int(len(np.unique(fs.subject))), "images": int(len(fs.subject)), "aus": out}
