@@ -4,8 +4,9 @@ A planted run's own held-out subjects are few (a tenth to a fifth of the run: on
 identities, eight), too few to tell a planted map that detects its AU from one that does not,
 and the AUs are rare among them. The synthetic generator makes as many new identities as asked
 (`synthetic_faceset(first=n)`). On them `interpret validate` checks, per planted AU, whether the
-planted map is a detector, and whether another map separates the AU clearly better (then naming that map is no miss), as
-well (tied), or clearly worse (the planted map is the sole right answer: the unambiguous truth).
+planted map is a detector, and whether the best other maps separate the AU clearly better (then
+naming one is no miss), as well (tied), or clearly worse (the planted map is the sole right
+answer: the unambiguous truth).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from interpret.facs import au_name
 
 #: New identities `interpret validate` draws for a planted run on the synthetic default.
 FRESH_SUBJECTS = 100
-#: Subject-level bootstrap resamples that decide whether another map outdoes a planted one.
+#: Subject-level bootstrap resamples that compare a planted map with its challengers.
 RESAMPLES = 200
 #: The maps that best separate the AU on the fresh identities, tested against the planted map.
 CHALLENGERS = 5
-#: A challenger outdoes the planted map when its AUROC is higher in at least this share of resamples.
+#: A challenger outdoes the planted map when its AUROC is higher in at least this share of
+#: resamples; the planted map is the sole answer when it is higher than every challenger's that often.
 OUTDONE_SHARE = 0.95
 
 

@@ -50,11 +50,11 @@ class _Images(HTMLParser):
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
-    """The demo pipeline, shrunk: 10 identities, 5 folds, 2 epochs, 50 permutations."""
+    """The demo pipeline, shrunk: 10 identities, 5 folds, 2 epochs, 50 permutations, 6 fresh identities."""
     from interpret.demo import run_demo
 
     out = tmp_path_factory.mktemp("pipeline") / "run"
-    index = run_demo(out, device="cpu", subjects=10, folds=5, epochs=2, permutations=50)
+    index = run_demo(out, device="cpu", subjects=10, folds=5, epochs=2, permutations=50, fresh=6)
     return out, index
 
 
@@ -75,6 +75,8 @@ def test_pipeline_writes_every_artefact(pipeline_run):
     for run in (out, planted):
         assert (run / "validate" / "validate.json").is_file()
     assert "planted" in json.loads((planted / "config.json").read_text())
+    truth = json.loads((planted / "validate" / "validate.json").read_text())["planted"]["truth"]
+    assert truth.startswith("fresh: 6 synthetic identities")
     assert "One verdict per AU" in index.read_text()
 
 
