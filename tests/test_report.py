@@ -151,6 +151,12 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
     result["planted"].update(
         truth="fresh: 100 synthetic identities the network never saw (1804 images)", unambiguous=["AU17"],
         recovery_unambiguous={"auroc": {"top1": 1.0}}, as_good_verified={"auroc": 1.0},
+        recovery={"auroc": {"top1": 0.5, "ranks": {"AU04": 3, "AU17": 1}}},
+        detectors={"AU04": {"map": 7, "auroc_fresh": 0.77, "detector": True, "truth": "outdone",
+                            "outdone_by": {"map": 4, "auroc": 0.87}, "best_other_map_fresh": 4,
+                            "best_other_auroc_fresh": 0.87},
+                   "AU17": {"map": 4, "auroc_fresh": 0.91, "detector": True, "truth": "sole", "outdone_by": None,
+                            "best_other_map_fresh": 9, "best_other_auroc_fresh": 0.8}},
         misses={"auroc": [{"au": "AU04", "winner": 4, "winner_planted_for": "AU17", "winner_auroc_held_out": 0.91,
                            "planted_auroc_held_out": 0.84, "winner_auroc_fresh": 0.87, "planted_auroc_fresh": 0.77}]})
     (run / "validate" / "validate.json").write_text(json.dumps(result))
@@ -161,3 +167,6 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
         "where the planted map is tied or outdone), of the verified AUs: auroc 100.0%" in html
     assert "AU04 &rarr; map 4 (AU17's planted map), AUROC on the fresh identities 0.87 against the planted map's 0.77" in html
     assert "held-out AUROC is optimistic" not in html
+    table = html[html.index("The planted truth per AU"):]
+    assert "<td>AU04</td><td>7</td><td>0.77</td><td>outdone by map 4</td><td>4 (0.87)</td><td>3</td>" in table
+    assert "<td>AU17</td><td>4</td><td>0.91</td><td>sole</td><td>9 (0.8)</td><td>1</td>" in table
