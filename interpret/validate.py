@@ -337,11 +337,13 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
     found = [v for v in verdicts if v["verdict"] == "found" and v["au"] in planted]
     verified_recovery = recovery(records, verified)
     fresh_aurocs = {au: f["aurocs"] for au, f in fresh["aus"].items()} if fresh is not None else None
+    sole = {au: m for au, m in verified.items() if detectors[au]["truth"] == "sole"} if fresh is not None else None
+    sole_recovery = recovery(records, sole) if sole is not None else None
     out = {"maps": planted, "detector_auroc": DETECTOR_AUROC, "detectors": detectors, "verified": sorted(verified),
            "truth": (f"fresh: {fresh['subjects']} synthetic identities the network never saw ({fresh['images']} images)"
                      if fresh is not None else "held-out: the run's validation and test subjects"),
            "recovery": recovery(records, planted), "recovery_verified": verified_recovery,
-           "best_method": best_method(verified_recovery),
+           "best_method": best_method(verified_recovery, sole_recovery),
            "misses": misses(records, planted, verified, {au: aurocs[au][0] for au in verified if au in aurocs},
                             fresh_aurocs),
            "train_choice_recovery_verified": (float(np.mean([detectors[au].get("train_choice", {}).get("map") == m
@@ -352,11 +354,8 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
                                         if found else None),
            "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
     if fresh is not None:
-        sole = {au: m for au, m in verified.items() if detectors[au]["truth"] == "sole"}
-        out["unambiguous"] = sorted(sole)
-        out["recovery_unambiguous"] = recovery(records, sole)
-        out["as_good_verified"] = as_good(records, verified, fresh["aus"])
-        out["best_method"] = best_method(verified_recovery, out["recovery_unambiguous"])
+        out.update(unambiguous=sorted(sole), recovery_unambiguous=sole_recovery,
+                   as_good_verified=as_good(records, verified, fresh["aus"]))
     return out
 
 
