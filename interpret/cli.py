@@ -186,6 +186,32 @@ def train(
 
 
 @command()
+def implant(
+    run: Path = typer.Option(..., help="A trained run without planted detectors"),
+    out: Path = typer.Option(..., help="Folder of the new run holding the planted detectors"),
+    layer: str = typer.Option("relu3", help="Layer of the planted detectors (a ReLU on a conv's output, or a conv)"),
+    aus: str = typer.Option("all", help="AUs given planted detectors: all, independent (no two that co-occur) "
+                                        "or AU numbers like 1,6,12"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Epochs fitting the planted filters (default: "
+                                         "interpret.implant.FIT_EPOCHS)"),
+    head_epochs: Optional[int] = typer.Option(None, min=0, help="Epochs refitting the layers after the planted one, the "
+                                              "best on validation kept (0: none; default: interpret.implant.HEAD_EPOCHS)"),
+    region: bool = typer.Option(True, "--region/--no-region", help="Keep each planted map silent outside its AU's region"),
+    seed: Optional[int] = typer.Option(None, help="Seed of the map choice and the fits (default: the run's)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out"),
+):
+    """Plant one detector per AU into a copy of a trained network (positive control that takes)."""
+    from interpret.implant import implant as run_implant
+    from interpret.planting import parse_plant_aus
+    from interpret.runs import load_run
+
+    given = {k: v for k, v in (("epochs", epochs), ("head_epochs", head_epochs)) if v is not None}
+    path = run_implant(load_run(run), out, layer=layer, aus=parse_plant_aus(aus), region=region, seed=seed,
+                       overwrite=overwrite, **given)
+    typer.echo(f"run written to {path}")
+
+
+@command()
 def cache(
     run: Path = typer.Option(..., "--run", "--run-dir", help="Run directory (--run-dir under torchrun, "
                              "whose parser takes --run for its --run-path)"),

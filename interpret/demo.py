@@ -20,14 +20,9 @@ DEMO_PROTOCOL = "khorrami"
 DEMO_EPOCHS = 8
 DEMO_SEED = 0
 #: `--quick`: a first look in about three minutes (the accuracy is not worth reading).
-QUICK = {"subjects": 24, "epochs": 2, "folds": 6, "permutations": 200, "planted_subjects": 24, "fresh": 12}
+QUICK = {"subjects": 24, "epochs": 2, "folds": 6, "permutations": 200, "fresh": 12}
 #: Measured wall time on a 2-core CPU (BENCHMARKS.md), printed before the demo starts.
 EXPECTED = {False: "about 10 minutes", True: "about 3 minutes"}
-#: The planted run beside the plain one (the yardstick, issue 13): fewer identities to stay in budget.
-DEMO_PLANTED_SUBJECTS = 40
-#: The planted run's learning rate: the fast recipe's 1e-4 plants too weak detectors in 8 epochs
-#: (BENCHMARKS.md, issue 13), so its emotion accuracy is compared at another rate (both reported).
-DEMO_PLANTED_LR = 1e-3
 #: Permutations of `interpret validate` in the demo (the probe's: a tenth of them).
 DEMO_VALIDATE_PERMUTATIONS = 200
 #: Fresh identities the planted run's truth is checked on (validate's default 100 costs ~12 s more).
@@ -36,26 +31,27 @@ DEMO_FRESH_SUBJECTS = 60
 
 def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SUBJECTS,
              epochs: int = DEMO_EPOCHS, folds: int = 10, protocol: str = DEMO_PROTOCOL,
-             permutations: int = 1000, seed: int = DEMO_SEED, planted_subjects: int | None = None,
-             fresh: int = DEMO_FRESH_SUBJECTS, quick: bool = False) -> Path:
+             permutations: int = 1000, seed: int = DEMO_SEED, fresh: int = DEMO_FRESH_SUBJECTS,
+             quick: bool = False) -> Path:
     """Synthesise, train, cache relu3, deconvolve all maps, map every planted AU, sanity-check,
-    validate (verdict per AU), train a run with planted detectors beside it and validate that
-    too (its truth on `fresh` new identities), and write both reports; returns the plain run's
-    report index.html. `quick` overrides the sizes with `QUICK`. Previous runs in `out` and `out`-planted are replaced."""
+    validate (verdict per AU), plant a detector per AU into a copy of the trained network
+    (`interpret implant`) and validate that too (its truth on `fresh` new identities), and write
+    both reports; returns the plain run's report index.html. `quick` overrides the sizes with
+    `QUICK`. Previous runs in `out` and `out`-planted are replaced."""
     from interpret.aumap import run_au_map
     from interpret.cache import run_cache
     from interpret.deconv import run_deconv
     from interpret.report import write_report
     from interpret.runs import load_run
     from interpret.sanity import run_sanity
-    from interpret.planting import planting
+    from interpret.implant import implant
     from interpret.training import train
     from interpret.validate import validate
 
     out = Path(out)
     if quick:
-        subjects, epochs, folds, permutations, planted_subjects, fresh = (
-            QUICK[k] for k in ("subjects", "epochs", "folds", "permutations", "planted_subjects", "fresh"))
+        subjects, epochs, folds, permutations, fresh = (
+            QUICK[k] for k in ("subjects", "epochs", "folds", "permutations", "fresh"))
     print(f"[demo] {subjects} synthetic identities, {epochs} epochs: {EXPECTED[quick]} on a 2-core CPU "
           "(less with a GPU)", flush=True)
     timings: dict[str, float] = {}
@@ -79,13 +75,9 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
                   probe_permutations=min(permutations, DEMO_VALIDATE_PERMUTATIONS) // 10, seed=seed)
     plain = timed("validate", validate, run, layer="relu3", **checks)
     planted_out = out.parent / f"{out.name}-planted"
-    timed("train planted", train, data="synthetic", out=planted_out, arch="zhu2019", recipe="fast", epochs=epochs,
-          folds=folds, fold=0, split="kfold", protocol=protocol, seed=seed, device=device, overwrite=True,
-          subjects=min(subjects, DEMO_PLANTED_SUBJECTS) if planted_subjects is None else planted_subjects,
-          auxiliary=planting("relu3"), lr=DEMO_PLANTED_LR)
+    timed("implant", implant, run, planted_out, layer="relu3", seed=seed, overwrite=True)
     planted_run = timed("load planted", load_run, planted_out, device=device)
-    planted = timed("validate planted", validate, planted_run, layer="relu3", baseline=out,
-                    fresh=fresh, **checks)
+    planted = timed("validate planted", validate, planted_run, layer="relu3", fresh=fresh, **checks)
     timed("report planted", write_report, planted_out, None)
     index = timed("report", write_report, out, report_out)
     timings["total"] = round(sum(timings.values()), 2)

@@ -94,11 +94,13 @@ def retain(model: nn.Module, names, stop: bool = False, detach: bool = True, inp
             handle.remove()
 
 
-def layer_output(model: nn.Module, layer, x: torch.Tensor, detach: bool = True, forward=None) -> torch.Tensor:
-    """The output of `layer` for batch `x`; the forward stops there. `forward(x)` runs the
-    model (default `model(x)`; e.g. a `torch.func.functional_call` with other parameters)."""
+def layer_output(model: nn.Module, layer, x: torch.Tensor, detach: bool = True, forward=None,
+                 inputs: bool = False) -> torch.Tensor:
+    """The output of `layer` (with `inputs`: its first input) for batch `x`; the forward stops
+    there. `forward(x)` runs the model (default `model(x)`; e.g. a `torch.func.functional_call`
+    with other parameters)."""
     name = resolve_layer(model, layer)
-    with retain(model, [name], stop=True, detach=detach) as outputs:
+    with retain(model, [name], stop=True, detach=detach, inputs=inputs) as outputs:
         try:
             (model if forward is None else forward)(x)
         except _Stop:

@@ -72,6 +72,19 @@ def parse_plant_aus(text: str):
     return aus
 
 
+def usable_aus(presence: np.ndarray, codes, aus) -> list[int]:
+    """The AU codes to plant: of `aus` (None: all of `codes`; 'independent': `independent_aus`;
+    or AU numbers) those present in some but not all training images (`presence` (N, A) bool)."""
+    codes = [int(c) for c in codes]
+    wanted = codes if aus is None or aus == "independent" else [int(a) for a in aus]
+    usable = [c for c in wanted if c in codes and 0 < presence[:, codes.index(c)].sum() < len(presence)]
+    if not usable:
+        raise InterpretError("planting: no AU asked for is present in some but not all training images")
+    if aus == "independent":
+        usable = independent_aus(presence[:, [codes.index(c) for c in usable]], usable)
+    return usable
+
+
 class PlantedLoss:
     """The planted-detector loss of a batch, from the retained output of `layer`."""
 
@@ -116,12 +129,7 @@ def planting(layer: str = DEFAULT_LAYER, aus=None):
         model.train(was_training)
         presence = np.asarray(faceset.au_present, dtype=bool)[train_rows]
         codes = [int(c) for c in faceset.au_codes]
-        wanted = codes if aus is None or aus == "independent" else [int(a) for a in aus]
-        usable = [c for c in wanted if c in codes and 0 < presence[:, codes.index(c)].sum() < len(presence)]
-        if not usable:
-            raise InterpretError("--plant-detectors: no AU is present in some but not all training images")
-        if aus == "independent":
-            usable = independent_aus(presence[:, [codes.index(c) for c in usable]], usable)
+        usable = usable_aus(presence, codes, aus)
         maps = choose_maps(n_maps, usable, config["seed"])
         module = get_module(model, name)
         pre_activation = isinstance(module, torch.nn.ReLU) and not module.inplace  # inplace: its input is overwritten

@@ -425,7 +425,8 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
     """`interpret validate`: methods, verdicts, controls, recovery (planted runs), agreement -> RUN/validate/.
 
     shuffled: a run trained with `--shuffle-labels` (its cache is the shuffled-label control);
-    baseline: a plain run whose emotion accuracy is reported beside this one's; fresh: new
+    baseline: a plain run whose emotion accuracy is reported beside this one's (default for a run
+    made by `interpret implant`: its source); fresh: new
     synthetic identities on which a planted run's truth is checked (`interpret.truth`; None:
     `truth.FRESH_SUBJECTS` for a run on the synthetic default, else 0 = its held-out subjects).
     """
@@ -469,7 +470,8 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
             timings["fresh"] = time.perf_counter() - began
         result["planted"] = {**planted_summary(records, verdicts, arrays["max"], arrays["aus"], arrays["au_codes"],
                                                arrays["split"], planted, truth),
-                             "aus": run.config["planted"].get("aus", "all")}
+                             "aus": run.config["planted"].get("aus", "all"),
+                             "implanted_from": (run.config["planted"].get("implanted") or {}).get("source")}
     control_records = {}
     for name in controls:
         began = time.perf_counter()
@@ -498,6 +500,9 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
         result.setdefault("control_findings", {})[name] = [v for v in control_verdicts if v["verdict"] != "none"]
         result["found_rate"][name] = _found_rate(control_verdicts)
     result["accuracy"] = {"run": _accuracy(run.path)}
+    implanted = (run.config.get("planted") or {}).get("implanted")
+    if baseline is None and implanted:  # planted into a trained run: that run is the baseline
+        baseline = implanted["source"]
     if baseline is not None:
         result["accuracy"]["baseline"] = _accuracy(baseline)
         result["baseline_run"] = str(baseline)
@@ -622,7 +627,9 @@ def format_validate(result: dict) -> str:
         planted = result["planted"]
         fresh = "unambiguous" in planted
         lines.append(f"planted maps that are detectors (AUROC >= {planted['detector_auroc']:g} on {planted['truth']}): "
-                     f"{len(planted['verified'])} of {len(planted['maps'])} (AUs planted: {planted.get('aus', 'all')})")
+                     f"{len(planted['verified'])} of {len(planted['maps'])} (AUs planted: {planted.get('aus', 'all')}; "
+                     + (f"into the trained run {planted['implanted_from']})" if planted.get("implanted_from")
+                        else "during training)"))
         if fresh:
             verified = [(au, d) for au, d in planted["detectors"].items() if d["detector"]]
             lines.append(f"of them, the planted map separates the AU clearly better than any other map (the "

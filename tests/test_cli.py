@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from interpret.cli import app
 
 runner = CliRunner()
-COMMANDS = ("synth", "inspect", "train", "cache", "deconv", "au-map", "sanity", "report", "demo", "layers",
+COMMANDS = ("synth", "inspect", "train", "implant", "cache", "deconv", "au-map", "sanity", "report", "demo", "layers",
             "import-model")
 
 
@@ -74,7 +74,7 @@ def test_pipeline_writes_every_artefact(pipeline_run):
     planted = out.parent / f"{out.name}-planted"
     for run in (out, planted):
         assert (run / "validate" / "validate.json").is_file()
-    assert "planted" in json.loads((planted / "config.json").read_text())
+    assert json.loads((planted / "config.json").read_text())["planted"]["implanted"]["source"] == str(out)
     truth = json.loads((planted / "validate" / "validate.json").read_text())["planted"]["truth"]
     assert truth.startswith("fresh: 6 synthetic identities")
     assert "One verdict per AU" in index.read_text()
