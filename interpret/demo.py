@@ -25,6 +25,9 @@ QUICK = {"subjects": 24, "epochs": 2, "folds": 6, "permutations": 200, "fresh": 
 EXPECTED = {False: "about 10 minutes", True: "about 3 minutes"}
 #: Permutations of `interpret validate` in the demo (the probe's: a tenth of them).
 DEMO_VALIDATE_PERMUTATIONS = 200
+#: The implant's head refit: on the demo's network (and a 100-identity one) refitting kept no epoch,
+#: the replaced maps costing no accuracy (BENCHMARKS.md, tenth session), so the demo saves its 20 s.
+DEMO_HEAD_EPOCHS = 0
 #: Fresh identities the planted run's truth is checked on (validate's default 100 costs ~12 s more).
 DEMO_FRESH_SUBJECTS = 60
 
@@ -75,7 +78,8 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
                   probe_permutations=min(permutations, DEMO_VALIDATE_PERMUTATIONS) // 10, seed=seed)
     plain = timed("validate", validate, run, layer="relu3", **checks)
     planted_out = out.parent / f"{out.name}-planted"
-    timed("implant", implant, run, planted_out, layer="relu3", seed=seed, overwrite=True)
+    timed("implant", implant, run, planted_out, layer="relu3", seed=seed, head_epochs=DEMO_HEAD_EPOCHS,
+          overwrite=True)
     planted_run = timed("load planted", load_run, planted_out, device=device)
     planted = timed("validate planted", validate, planted_run, layer="relu3", fresh=fresh, **checks)
     timed("report planted", write_report, planted_out, None)

@@ -19,6 +19,8 @@ was). The new run records ``planted`` like a jointly planted one, plus where it 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -193,6 +195,8 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
     if out.resolve() == Path(run.path).resolve():
         raise located(out, "--out is the source run; implant writes a new run beside it")
     claim_run_dir(out, overwrite)
+    if out.is_dir() and any(out.iterdir()):
+        raise located(out, "holds an interrupted training run's checkpoint; choose another --out")
     say = print if progress else (lambda *_a, **_k: None)
     start = time.perf_counter()
     seed = int(run.config["seed"] if seed is None else seed)
@@ -215,7 +219,8 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
     maps = choose_maps(conv.out_channels, planted_codes, seed)
     if region and fs.landmarks is None:
         raise located(run.path, "implant's region term needs landmarks, which this run's data lacks (--no-region)")
-    say(f"[implant] {len(maps)} AUs into {name} ({conv_name}'s filters), features of {len(data)} images ...", flush=True)
+    say(f"[implant] {len(maps)} AUs into {name} ({conv_name}'s filters), features of {len(data)} images ...",
+        flush=True)
     features = conv_inputs(model, conv_name, data, np.arange(len(data)))
     shape = F.conv2d(features[:1].float(), conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation).shape[-2:]
     inside = (region_cells(data, np.arange(len(data)), planted_codes, tuple(shape)) if region
@@ -238,7 +243,8 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
         f"{np.mean([f['val_auroc'] for f in fit.values()]):.3f}", flush=True)
     del features, inside
     replaced_acc, _ = accuracy(model, data, test_rows)
-    say(f"[implant] refitting the head ({time.perf_counter() - start:.0f} s) ...", flush=True)
+    if head_epochs:
+        say(f"[implant] refitting the layers after {name} ({time.perf_counter() - start:.0f} s) ...", flush=True)
     labelled_train = train_rows[data.targets[train_rows] >= 0]
     head_history = refit_head(model, head_parameters(model, name, probe), data, labelled_train,
                               val_rows[data.targets[val_rows] >= 0], head_epochs, seed)
@@ -270,15 +276,24 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
         "implanted": {"source": str(run.path), "source_model_sha256": run.model_sha256, "conv": conv_name,
                       "region": region, "epochs": epochs, "head_epochs": head_epochs},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "model.pt", model, {"arch": config["arch"], "classes": list(data.classes),
-                                              "implanted_from": str(run.path)})
-    write_dataset(out, fs, data.split, data.classes, config)
-    write_json(out / "metrics.json", metrics)
-    write_config(out, config)  # last: a folder without config.json is not a finished run
-    say(f"[implant] test accuracy {metrics['test_accuracy']:.3f} (source {source_metrics.get('test_accuracy', float('nan')):.3f}, "
-        f"maps replaced before the head was refitted {replaced_acc:.3f}, head epochs kept {kept_epoch['epoch']}); "
-        f"{time.perf_counter() - start:.0f} s", flush=True)
+    staging = out.parent / f".{out.name}.implant-{os.getpid()}"  # the run appears whole or not at all
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        save_checkpoint(staging / "model.pt", model, {"arch": config["arch"], "classes": list(data.classes),
+                                                      "implanted_from": str(run.path)})
+        write_dataset(staging, fs, data.split, data.classes, config)
+        write_json(staging / "metrics.json", metrics)
+        write_config(staging, config)
+        if out.is_dir():
+            out.rmdir()  # empty: claimed above
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    say(f"[implant] test accuracy {metrics['test_accuracy']:.3f} (source "
+        f"{source_metrics.get('test_accuracy', float('nan')):.3f}, with the maps replaced before any refit "
+        f"{replaced_acc:.3f}, refit epochs kept {kept_epoch['epoch']}); {time.perf_counter() - start:.0f} s", flush=True)
     return out
 
 

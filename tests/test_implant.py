@@ -63,6 +63,7 @@ def test_implant_replaces_only_the_chosen_filters_and_records_its_source(implant
     kept = metrics["implanted"]["head_epochs_kept"]
     assert kept in (0, 1)
     assert torch.equal(old["fc.weight"], new["fc.weight"]) == (kept == 0)
+    assert not list(implanted["root"].glob(".*implant-*"))  # built in a staging folder, renamed whole
     assert metrics["implanted"]["source_test_accuracy"] == json.loads((source.path / "metrics.json").read_text())[
         "test_accuracy"]
 
@@ -165,6 +166,10 @@ def test_implant_refuses_a_planted_run_its_own_folder_and_a_finished_run(implant
         implant(source, source.path, progress=False)
     with pytest.raises(InterpretError, match="already holds a finished run"):
         implant(source, implanted["root"] / "loose", progress=False)
+    (tmp_path / "interrupted").mkdir()
+    (tmp_path / "interrupted" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(InterpretError, match="holds an interrupted training run's checkpoint"):
+        implant(source, tmp_path / "interrupted", progress=False)
     result = CliRunner().invoke(app, ["implant", "--run", str(run.path), "--out", str(tmp_path / "cli")])
     assert result.exit_code == 1 and "already holds planted detectors" in result.output
     assert len(result.output.strip().splitlines()) == 1
