@@ -58,7 +58,7 @@ def feeding_conv(model: torch.nn.Module, layer: str, probe: torch.Tensor) -> tup
     elif isinstance(module, torch.nn.ReLU) and not module.inplace:
         with torch.no_grad():
             given = layer_output(model, layer, probe, inputs=True)
-        ran = [(name, output) for name, output in trace(model, probe)]
+        ran = trace(model, probe)
         found = next((name for name, output in reversed(ran[:[n for n, _ in ran].index(layer)])
                       if isinstance(modules[name], torch.nn.Conv2d) and isinstance(output, torch.Tensor)
                       and output.shape == given.shape and torch.equal(output, given)), None)
@@ -119,12 +119,13 @@ def region_penalty(z: torch.Tensor, inside: torch.Tensor, present: torch.Tensor)
 
 
 def fit_filters(features, presence, inside, weight, bias, train_rows, epochs: int, seed: int, region: bool,
-                stride, padding, dilation) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """The planted filters fitted on `features[train_rows]`; per epoch the loss."""
+                pre_activation: bool, stride, padding, dilation) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """The planted filters fitted on `features[train_rows]` (`pre_activation`: the planted layer is
+    a ReLU on them, so `PlantedLoss` adds its hinge); per epoch the loss."""
     weight = torch.nn.Parameter(weight.detach().clone())
     bias = torch.nn.Parameter(bias.detach().clone())
     columns = range(presence.shape[1])
-    loss_of = PlantedLoss("z", columns, columns, presence, pre_activation=True)
+    loss_of = PlantedLoss("z", columns, columns, presence, pre_activation=pre_activation)
     optimizer = torch.optim.AdamW([weight, bias], lr=FIT_LR, weight_decay=0.01)
     generator = torch.Generator().manual_seed(seed)
     history = []
@@ -228,7 +229,8 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
     chosen = torch.as_tensor(list(maps.values()))
     presence = torch.from_numpy(presence_all[:, columns])
     weight, bias, fit_history = fit_filters(features, presence, inside, conv.weight[chosen], conv.bias[chosen],
-                                            train_rows, epochs, seed, region, conv.stride, conv.padding, conv.dilation)
+                                            train_rows, epochs, seed, region, pre_activation, conv.stride,
+                                            conv.padding, conv.dilation)
     with torch.no_grad():
         peaks = torch.cat([F.conv2d(features[lo:lo + BATCH].float(), weight, bias, conv.stride, conv.padding,
                                     conv.dilation).amax(dim=(2, 3)) for lo in range(0, len(data), BATCH)])

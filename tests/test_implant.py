@@ -182,3 +182,14 @@ def test_implant_is_reproducible(implanted, tmp_path):
     second = implant(load_run(source.path), tmp_path / "b", aus=(1,), epochs=1, head_epochs=1, progress=False)
     a, b = load_run(first).model.state_dict(), load_run(second).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_implant_into_a_conv_layer_ranks_without_the_hinge(implanted, tmp_path):
+    source = implanted["source"]
+    run = load_run(implant(source, tmp_path / "conv", layer="conv3", aus=(25,), epochs=2, head_epochs=0,
+                           progress=False))
+    planted = run.config["planted"]
+    assert planted["layer"] == "conv3" and planted["implanted"]["conv"] == "conv3"
+    assert "hinge" not in planted["loss"] and "region" in planted["loss"]
+    fit = json.loads((run.path / "metrics.json").read_text())["implanted"]
+    assert fit["head_epochs_kept"] == 0 and fit["fit"]["AU25"]["train_auroc"] > 0.6
