@@ -32,11 +32,11 @@ from interpret import stats
 from interpret.datastore import write_dataset
 from interpret.errors import InterpretError, located
 from interpret.facs import au_name
-from interpret.io import write_json
+from interpret.io import read_json, write_json
 from interpret.layers import get_module, layer_output, resolve_layer, trace, unwrapped
 from interpret.metrics import classification_report, subject_bootstrap_interval
 from interpret.planting import PLANT_EPS, PLANT_WEIGHT, PlantedLoss, choose_maps, usable_aus
-from interpret.runs import claim_run_dir, read_config, save_checkpoint, write_config
+from interpret.runs import claim_run_dir, save_checkpoint, write_config
 
 FIT_EPOCHS = 8
 FIT_BATCH = 16
@@ -155,16 +155,17 @@ def accuracy(model, dataset, rows: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.mean(predictions == dataset.targets[rows])), predictions
 
 
-def refit_head(model, params, dataset, train_rows, val_rows, epochs: int, seed: int) -> list[dict]:
+def refit_head(model, params, dataset, train_rows, val_rows, epochs: int, seed: int) -> tuple[list[dict], int]:
     """Refit `params` (the head) on the emotion labels (AdamW, evaluation transform); keep the
-    epoch (0 = as it was) with the best validation accuracy."""
+    first epoch (0 = as it was) with the best validation accuracy. Returns (per-epoch validation
+    accuracy, the epoch kept)."""
     frozen = [p for p in model.parameters() if all(p is not q for q in params)]
     for p in frozen:
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(params, lr=HEAD_LR, weight_decay=0.01)
     generator = torch.Generator().manual_seed(seed)
     best_acc, _ = accuracy(model, dataset, val_rows)
-    best_state = [p.detach().clone() for p in params]
+    best_state, best_epoch = [p.detach().clone() for p in params], 0
     history = [{"epoch": 0, "val_accuracy": best_acc}]
     for epoch in range(1, epochs + 1):
         model.train()
@@ -178,13 +179,13 @@ def refit_head(model, params, dataset, train_rows, val_rows, epochs: int, seed: 
         val_acc, _ = accuracy(model, dataset, val_rows)
         history.append({"epoch": epoch, "val_accuracy": val_acc})
         if val_acc > best_acc:
-            best_acc, best_state = val_acc, [p.detach().clone() for p in params]
+            best_acc, best_state, best_epoch = val_acc, [p.detach().clone() for p in params], epoch
     with torch.no_grad():
         for p, kept in zip(params, best_state):
             p.copy_(kept)
     for p in frozen:
         p.requires_grad_(True)
-    return history
+    return history, best_epoch
 
 
 def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, head_epochs: int = HEAD_EPOCHS,
@@ -244,28 +245,28 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
         f"{np.mean([f['train_auroc'] for f in fit.values()]):.3f}, validation "
         f"{np.mean([f['val_auroc'] for f in fit.values()]):.3f}", flush=True)
     del features, inside
-    replaced_acc, _ = accuracy(model, data, test_rows)
+    replaced_acc, predictions = accuracy(model, data, test_rows)
     if head_epochs:
         say(f"[implant] refitting the layers after {name} ({time.perf_counter() - start:.0f} s) ...", flush=True)
     labelled_train = train_rows[data.targets[train_rows] >= 0]
-    head_history = refit_head(model, head_parameters(model, name, probe), data, labelled_train,
-                              val_rows[data.targets[val_rows] >= 0], head_epochs, seed)
-    test_acc, predictions = accuracy(model, data, test_rows)
-    kept_epoch = max(head_history, key=lambda h: (h["val_accuracy"], -h["epoch"]))
-    source_metrics = _read_json(run.path / "metrics.json")
+    head_history, kept = refit_head(model, head_parameters(model, name, probe), data, labelled_train,
+                                    val_rows[data.targets[val_rows] >= 0], head_epochs, seed)
+    if kept:  # the head changed: the network's test predictions did too
+        _, predictions = accuracy(model, data, test_rows)
+    source_metrics = read_json(run.path / "metrics.json") or {}
     report = classification_report(data.targets[test_rows], predictions, data.targets[labelled_train], data.classes)
     metrics = {**source_metrics,
                "test_accuracy": report.pop("accuracy"),
                "test_accuracy_interval": subject_bootstrap_interval(predictions == data.targets[test_rows],
                                                                     fs.subject[test_rows], seed=seed),
-               **report, "val_accuracy": kept_epoch["val_accuracy"],
+               **report, "val_accuracy": head_history[kept]["val_accuracy"],
                "implanted": {"source_test_accuracy": source_metrics.get("test_accuracy"),
                              "test_accuracy_maps_replaced": replaced_acc,
-                             "head_epochs_kept": kept_epoch["epoch"], "head_history": head_history,
+                             "head_epochs_kept": kept, "head_history": head_history,
                              "fit_history": fit_history, "fit": fit,
                              "seconds": round(time.perf_counter() - start, 2)}}
     metrics.pop("test_loss", None)  # the source's; not recomputed
-    config = dict(read_config(run.path))
+    config = dict(run.config)
     config["planted"] = {
         "layer": name, "maps": maps, "seed": seed,
         "aus": "all" if aus is None else "independent" if aus == "independent" else "chosen",
@@ -295,11 +296,5 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
         raise
     say(f"[implant] test accuracy {metrics['test_accuracy']:.3f} (source "
         f"{source_metrics.get('test_accuracy', float('nan')):.3f}, with the maps replaced before any refit "
-        f"{replaced_acc:.3f}, refit epochs kept {kept_epoch['epoch']}); {time.perf_counter() - start:.0f} s", flush=True)
+        f"{replaced_acc:.3f}, refit epochs kept {kept}); {time.perf_counter() - start:.0f} s", flush=True)
     return out
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,4 +1,4 @@
-"""Atomic file writes and file hashes."""
+"""Atomic file writes, JSON reads and file hashes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+from interpret.errors import located
 
 
 @contextlib.contextmanager
@@ -44,6 +46,17 @@ def write_text(path, text: str) -> None:
 
 def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path):
+    """The JSON in `path`, None where the file does not exist; malformed JSON is a located error."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise located(path, f"malformed JSON ({err.msg})", err.lineno) from None
 
 
 def sha256_file(path) -> str:

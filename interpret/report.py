@@ -11,7 +11,6 @@ Missing pieces (no deconvolution, au-map or sanity yet) are stated in their sect
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import re
@@ -28,7 +27,7 @@ from matplotlib.figure import Figure
 
 from interpret.errors import located
 from interpret.facs import AU_NAMES, au_name
-from interpret.io import default_mode, sha256_file
+from interpret.io import default_mode, read_json, sha256_file
 from interpret.runs import read_config, run_input
 
 TEMPLATE = "report.html"
@@ -73,15 +72,6 @@ def _num(value, digits: int = 3) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.{digits}g}" if _finite(value) else "n/a"
-
-
-def _read_json(path: Path):
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise located(path, f"malformed JSON ({err.msg})", err.lineno) from None
 
 
 def _read_history(path: Path) -> list[dict]:
@@ -152,7 +142,7 @@ class _Assets:
 def _analysed_layer(run: Path) -> str | None:
     """The layer the latest au-map (else deconvolution file or sheets, else cache) step analysed; None when none ran."""
     for path in sorted((run / "aumap").glob("AU*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        data = _read_json(path)
+        data = read_json(path)
         if isinstance(data, dict) and data.get("layer") is not None:
             return str(data["layer"])
     for found in ((run / "deconv").glob("*.h5"), (p for p in (run / "deconv").glob("*") if p.is_dir()),
@@ -176,7 +166,7 @@ def _map_count(run: Path, layer: str | None, aumap: dict) -> int | None:
 
 
 def _overview(run: Path, config: dict, assets: _Assets) -> dict:
-    metrics = _read_json(run / "metrics.json")
+    metrics = read_json(run / "metrics.json")
     history = _read_history(run / "history.csv")
     classes = [str(c) for c in (metrics or {}).get("classes") or config.get("classes") or []]
     per_class = [{"name": name, **values} for name, values in ((metrics or {}).get("per_class") or {}).items()]
@@ -215,7 +205,7 @@ def _overview(run: Path, config: dict, assets: _Assets) -> dict:
 
 def _evaluations(run: Path) -> list[dict]:
     """Rows of RUN/evaluation.json (`interpret evaluate`): one per split / test-time crop / valence map."""
-    stored = _read_json(run / "evaluation.json")
+    stored = read_json(run / "evaluation.json")
     entries = (stored or {}).get("evaluations") if isinstance(stored, dict) else None
     if not isinstance(entries, dict):
         return []
@@ -230,7 +220,7 @@ def _aumap(run: Path, layer: str | None, assets: _Assets, provenance: _Provenanc
     folder = run / "aumap"
     results = []
     for path in sorted(folder.glob("AU*.json"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0)):
-        data = _read_json(path)
+        data = read_json(path)
         if not isinstance(data, dict) or str(data.get("layer", layer)) != str(layer):
             continue
         if not provenance.fresh(data.get("model_sha256"), path, "au-map"):
@@ -285,7 +275,7 @@ def _heatmap(names: list[str], table: np.ndarray, layer: str, assets: _Assets) -
 
 def _verdicts(run: Path, assets: _Assets) -> dict | None:
     """The per-AU verdicts, recovery and controls of ``RUN/validate/validate.json`` (None before validate)."""
-    result = _read_json(run / "validate" / "validate.json")
+    result = read_json(run / "validate" / "validate.json")
     if not isinstance(result, dict) or not isinstance(result.get("verdicts"), list):
         return None
     labels = {}
@@ -328,7 +318,7 @@ def _gallery(run: Path, layer: str | None, aumap: dict, assets: _Assets) -> dict
 
 
 def _sanity(run: Path, layer: str | None, assets: _Assets) -> dict | None:
-    result = _read_json(run / "sanity" / "sanity.json")
+    result = read_json(run / "sanity" / "sanity.json")
     if not isinstance(result, dict):
         return None
     figures = result.get("figures") or {}

@@ -447,9 +447,10 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
     scan = scan_layer(run.model, layer, run.dataset, quantile, cached=arrays)
     timings["scan"] = time.perf_counter() - start
     planted = planted_maps(run.config)
+    implanted = (run.config.get("planted") or {}).get("implanted")
     if fresh and not planted:
         raise InterpretError(f"{run.path}: --fresh checks planted detectors, and this run has none "
-                             "(train it with --plant-detectors)")
+                             "(plant them with `interpret implant` or train with --plant-detectors)")
     records = map_layer(arrays["max"], arrays["aus"], arrays["au_codes"], counts=scan["counts"],
                         pixels=scan["pixels"], localize=planted, **labels, **args)
     timings["methods"] = time.perf_counter() - start - timings["scan"]
@@ -471,7 +472,7 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
         result["planted"] = {**planted_summary(records, verdicts, arrays["max"], arrays["aus"], arrays["au_codes"],
                                                arrays["split"], planted, truth),
                              "aus": run.config["planted"].get("aus", "all"),
-                             "implanted_from": (run.config["planted"].get("implanted") or {}).get("source")}
+                             "implanted_from": (implanted or {}).get("source")}
     control_records = {}
     for name in controls:
         began = time.perf_counter()
@@ -500,7 +501,6 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
         result.setdefault("control_findings", {})[name] = [v for v in control_verdicts if v["verdict"] != "none"]
         result["found_rate"][name] = _found_rate(control_verdicts)
     result["accuracy"] = {"run": _accuracy(run.path)}
-    implanted = (run.config.get("planted") or {}).get("implanted")
     if baseline is None and implanted:  # planted into a trained run: that run is the baseline
         baseline = implanted["source"]
     if baseline is not None:
