@@ -540,8 +540,9 @@ def validate(
     probe_permutations: int = typer.Option(40, min=0, help="Permutations for the probe (one refit each)"),
     quantile: float = typer.Option(0.005, min=1e-6, max=0.5, help="Top quantile of a map's activations for the IoU"),
     seed: int = typer.Option(0, help="Seed for permutations, rotation, random ablations and the fresh bootstrap"),
-    fresh: Optional[int] = typer.Option(None, min=0, help="New synthetic identities on which a planted run's "
-                                        "maps are checked (default 100 on the synthetic default; 0: its held-out subjects)"),
+    fresh: Optional[int] = typer.Option(None, min=0, help="New synthetic identities on which a planted run's maps "
+                                        "are checked and every detector found must replicate (default 100 on the "
+                                        "synthetic default; 0: none, a planted run's held-out subjects)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
 ):
     """Do the mapping methods find detectors that exist? Methods side by side, controls, verdict per AU."""

@@ -38,9 +38,9 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
              quick: bool = False) -> Path:
     """Synthesise, train, cache relu3, deconvolve all maps, map every planted AU, sanity-check,
     validate (verdict per AU), plant a detector per AU into a copy of the trained network
-    (`interpret implant`) and validate that too (its truth on `fresh` new identities), and write
-    both reports; returns the plain run's report index.html. `quick` overrides the sizes with
-    `QUICK`. Previous runs in `out` and `out`-planted are replaced."""
+    (`interpret implant`) and validate that too (its truth, and every detector found, checked on
+    `fresh` new identities), and write both reports; returns the plain run's report index.html.
+    `quick` overrides the sizes with `QUICK`. Previous runs in `out` and `out`-planted are replaced."""
     from interpret.aumap import run_au_map
     from interpret.cache import run_cache
     from interpret.deconv import run_deconv
@@ -76,7 +76,7 @@ def run_demo(out, report_out=None, device: str = "auto", subjects: int = DEMO_SU
     timed("sanity", run_sanity, run, layer="relu3", seed=seed)
     checks = dict(controls=(), permutations=min(permutations, DEMO_VALIDATE_PERMUTATIONS),
                   probe_permutations=min(permutations, DEMO_VALIDATE_PERMUTATIONS) // 10, seed=seed)
-    plain = timed("validate", validate, run, layer="relu3", **checks)
+    plain = timed("validate", validate, run, layer="relu3", fresh=fresh, **checks)
     planted_out = out.parent / f"{out.name}-planted"
     timed("implant", implant, run, planted_out, layer="relu3", seed=seed, head_epochs=DEMO_HEAD_EPOCHS,
           overwrite=True)

@@ -6,14 +6,16 @@ and the AUs are rare among them. The synthetic generator makes as many new ident
 (`synthetic_faceset(first=n)`). On them `interpret validate` checks, per planted AU, whether the
 planted map is a detector, and whether the best other maps separate the AU clearly better (then
 naming one is no miss), as well (tied), or clearly worse (the planted map is the sole right
-answer: the unambiguous truth).
+answer: the unambiguous truth). The same new faces check every "detector found" of a verdict
+(`replicate`): a map that separates the AU on the run's images but not on faces it never saw is
+not a detector.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from interpret import methods, stats
+from interpret import stats
 from interpret.errors import InterpretError
 from interpret.facs import au_name
 
@@ -28,25 +30,25 @@ CHALLENGERS = 5
 OUTDONE_SHARE = 0.95
 
 
-def fresh_dataset(run, subjects: int = FRESH_SUBJECTS):
-    """`subjects` synthetic identities after the run's own, cut and split-free like its data."""
-    from interpret.runs import RunDataset, run_faceset, run_input
-
+def fresh_config(run, subjects: int = FRESH_SUBJECTS) -> dict:
+    """The run's config with its data replaced by `subjects` synthetic identities after its own; a
+    one-line error for a run not on the synthetic default or fewer than two identities."""
     data = run.config["data"]
     if data.get("spec") != "synthetic":
         raise InterpretError(f"{run.path}: fresh identities need a run on the synthetic default, its data is "
                              f"{data.get('spec')!r}; use --fresh 0 to check the planted maps on its held-out subjects")
     if int(subjects) < 2:
         raise InterpretError(f"--fresh must be 0 (the run's held-out subjects) or at least 2 identities, got {subjects}")
-    config = {**run.config, "data": {**data, "first": int(data["subjects"]), "subjects": int(subjects)}}
+    return {**run.config, "data": {**data, "first": int(data["subjects"]), "subjects": int(subjects)}}
+
+
+def fresh_dataset(run, subjects: int = FRESH_SUBJECTS):
+    """`subjects` synthetic identities after the run's own, cut and split-free like its data."""
+    from interpret.runs import RunDataset, run_faceset, run_input
+
+    config = fresh_config(run, subjects)
     faceset = run_faceset(config)
     return RunDataset(faceset, np.full(len(faceset.subject), "test"), config["classes"], run_input(config))
-
-
-def layer_maxima(model, layer, dataset, batch_size: int = 64) -> np.ndarray:
-    """(N, C) spatial maxima of the layer's maps over the dataset's images."""
-    return np.concatenate([act.float().amax(dim=(2, 3)).cpu().numpy() for act in
-                           methods.stream_layer(model, layer, dataset.images, len(dataset), batch_size)])
 
 
 def contest(maxima, labels, subject, planted_map: int, named=(), seed: int = 0, resamples: int = RESAMPLES) -> dict:
@@ -86,13 +88,12 @@ def contest(maxima, labels, subject, planted_map: int, named=(), seed: int = 0, 
             "outdone_by": {"map": beaten[0], **maps[beaten[0]]} if beaten else None}
 
 
-def fresh_truth(model, layer, dataset, planted: dict[str, int], named: dict[str, list] | None = None,
+def fresh_truth(maxima, faceset, planted: dict[str, int], named: dict[str, list] | None = None,
                 seed: int = 0) -> dict:
-    """Per planted AU the fresh identities hold with and without it: its `contest` (with the maps
-    `named[AU]`) and the count of images with the AU; with the fresh set's size."""
-    fs = dataset.faceset
-    maxima = layer_maxima(model, layer, dataset)
-    presence, codes = np.asarray(fs.au_present, dtype=bool), [au_name(c) for c in fs.au_codes]
+    """Per planted AU the fresh identities (`faceset`, their layer `maxima` (N, C)) hold with and
+    without it: its `contest` (with the maps `named[AU]`) and the count of images with the AU; with
+    the fresh set's size."""
+    presence, codes = np.asarray(faceset.au_present, dtype=bool), [au_name(c) for c in faceset.au_codes]
     out = {}
     for au, m in planted.items():
         if au not in codes:
@@ -100,6 +101,22 @@ def fresh_truth(model, layer, dataset, planted: dict[str, int], named: dict[str,
         labels = presence[:, codes.index(au)]
         if labels.all() or not labels.any():
             continue
-        out[au] = {**contest(maxima, labels, fs.subject, int(m), (named or {}).get(au, ()), seed),
+        out[au] = {**contest(maxima, labels, faceset.subject, int(m), (named or {}).get(au, ()), seed),
                    "n_present": int(labels.sum())}
-    return {"subjects": int(len(np.unique(fs.subject))), "images": int(len(fs.subject)), "aus": out}
+    return {"subjects": int(len(np.unique(faceset.subject))), "images": int(len(faceset.subject)), "aus": out}
+
+
+def replicate(maxima, faceset, maps: dict[str, int]) -> dict[str, dict]:
+    """{AU: {map, auroc, n_present, identities, images}}: the AUROC with which each map's maxima
+    (`maxima` (N, C) on the fresh `faceset`) separate its AU on the new faces; AUs the new faces
+    hold in all images or in none are left out."""
+    presence, codes = np.asarray(faceset.au_present, dtype=bool), [au_name(c) for c in faceset.au_codes]
+    identities, images = int(len(np.unique(faceset.subject))), int(len(faceset.subject))
+    out = {}
+    for au, m in maps.items():
+        labels = presence[:, codes.index(au)] if au in codes else np.zeros(images, dtype=bool)
+        if labels.all() or not labels.any():
+            continue
+        out[au] = {"map": int(m), "auroc": float(stats.auroc(np.asarray(maxima)[:, [int(m)]], labels)[0]),
+                   "n_present": int(labels.sum()), "identities": identities, "images": images}
+    return out

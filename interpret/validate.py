@@ -30,7 +30,8 @@ from interpret.facs import au_name
 from interpret.io import atomic_path, write_json, write_text
 from interpret.layers import resolve_layer
 from interpret.planting import planted_maps
-from interpret.truth import CHALLENGERS, FRESH_SUBJECTS, OUTDONE_SHARE, fresh_dataset, fresh_truth
+from interpret.truth import (CHALLENGERS, FRESH_SUBJECTS, OUTDONE_SHARE, fresh_config, fresh_dataset,
+                             fresh_truth, replicate)
 from interpret.verdict import ALPHA, DETECTOR_AUROC, summary, verdict
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ def cache_arrays(run, layer, quantile: float = methods.IOU_QUANTILE) -> dict:
 def scan_layer(model, layer, dataset, quantile: float = methods.IOU_QUANTILE, transform=None,
                iou: bool = True, batch_size: int = 32, cached: dict | None = None) -> dict:
     """Per-image maxima (N, C) of a layer's maps (after `transform`, e.g. a rotation) and, with
-    `iou`, the NetDissect counts: pass 1 finds each map's top-quantile threshold, pass 2 counts.
+    `iou`, the NetDissect counts: pass 1 finds each map's top-quantile threshold, pass 2 counts
+    (without, one pass and no thresholds).
     `cached`: `cache_arrays` of this model and layer; where it holds the thresholds, pass 1 is
     skipped (its maxima and thresholds are the cache's)."""
     transform = transform or (lambda act: act)
@@ -68,6 +70,8 @@ def scan_layer(model, layer, dataset, quantile: float = methods.IOU_QUANTILE, tr
 
     if cached is not None and cached.get("thresholds") is not None:
         found, thresholds = np.asarray(cached["max"], dtype=np.float64), cached["thresholds"]
+    elif not iou:
+        found, thresholds = np.concatenate([act.amax(dim=(2, 3)).numpy() for act in maps()]).astype(np.float64), None
     else:
         maxima = []
 
@@ -426,9 +430,10 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
 
     shuffled: a run trained with `--shuffle-labels` (its cache is the shuffled-label control);
     baseline: a plain run whose emotion accuracy is reported beside this one's (default for a run
-    made by `interpret implant`: its source); fresh: new
-    synthetic identities on which a planted run's truth is checked (`interpret.truth`; None:
-    `truth.FRESH_SUBJECTS` for a run on the synthetic default, else 0 = its held-out subjects).
+    made by `interpret implant`: its source); fresh: new synthetic identities (`interpret.truth`;
+    None: `truth.FRESH_SUBJECTS` for a run on the synthetic default, else 0) on which a planted
+    run's truth is checked (0: on its held-out subjects) and every "detector found", of the run
+    and of each control, must replicate (`replicate_found`).
     """
     unknown = [name for name in controls if name not in ("untrained", "rotation")]
     if unknown:
@@ -442,38 +447,50 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
     if len(arrays["max"]) != len(fs.images):
         raise InterpretError(f"{run.path}: the activation cache has {len(arrays['max'])} images, the run's data "
                              f"{len(fs.images)}; rebuild the cache")
+    identities = (FRESH_SUBJECTS if run.config["data"].get("spec") == "synthetic" else 0) if fresh is None else fresh
+    fresh_sets = {}
+
+    def fresh_set(source):
+        """The fresh identities after `source`'s own (made once per run, when first asked)."""
+        if identities and str(source.path) not in fresh_sets:
+            fresh_sets[str(source.path)] = fresh_dataset(source, identities)
+        return fresh_sets.get(str(source.path))
+
+    for source in (run, shuffled) if identities else ():
+        if source is not None:
+            fresh_config(source, identities)  # a run that cannot have fresh identities fails before any work
     labels = {k: arrays[k] for k in ("sequence", "frame", "subject")}
     args = dict(n=n, permutations=permutations, probe_permutations=probe_permutations, seed=seed)
     scan = scan_layer(run.model, layer, run.dataset, quantile, cached=arrays)
     timings["scan"] = time.perf_counter() - start
     planted = planted_maps(run.config)
     implanted = (run.config.get("planted") or {}).get("implanted")
-    if fresh and not planted:
-        raise InterpretError(f"{run.path}: --fresh checks planted detectors, and this run has none "
-                             "(plant them with `interpret implant` or train with --plant-detectors)")
     records = map_layer(arrays["max"], arrays["aus"], arrays["au_codes"], counts=scan["counts"],
                         pixels=scan["pixels"], localize=planted, **labels, **args)
     timings["methods"] = time.perf_counter() - start - timings["scan"]
     causal_check(run.model, layer, run.dataset, records, arrays["aus"], arrays["au_codes"], arrays["max"], seed)
-    verdicts = [verdict(r) for r in records]
+    fresh_maxima = None
+    if planted and identities:
+        began = time.perf_counter()
+        fresh_maxima = scan_layer(run.model, layer, fresh_set(run), iou=False)["max"]
+        timings["fresh"] = time.perf_counter() - began
+    verdicts, not_replicated = replicate_found(records, lambda: fresh_set(run), run.model, layer, maxima=fresh_maxima)
     result = {"run": str(run.path), "layer": resolve_layer(run.model, layer), "quantile": quantile,
               "alpha": ALPHA, "detector_auroc": DETECTOR_AUROC, "permutations": permutations,
               "probe_permutations": probe_permutations,
               "probe_l1": methods.PROBE_L1, "summary": summary(verdicts), "verdicts": verdicts,
-              "agreement": agreement(records), "false_positives": {"run": false_positive_rates(records)}}
+              "agreement": agreement(records), "false_positives": {"run": false_positive_rates(records)},
+              "replication": {"identities": identities or None, "not_replicated": {"run": not_replicated}}}
     if planted:
-        identities = (FRESH_SUBJECTS if run.config["data"].get("spec") == "synthetic" else 0) if fresh is None else fresh
         truth = None
         if identities:
-            began = time.perf_counter()
             winners = {r["au"]: [info["winner"] for info in r["methods"].values()] for r in records}
-            truth = fresh_truth(run.model, layer, fresh_dataset(run, identities), planted, winners, seed)
-            timings["fresh"] = time.perf_counter() - began
+            truth = fresh_truth(fresh_maxima, fresh_set(run).faceset, planted, winners, seed)
         result["planted"] = {**planted_summary(records, verdicts, arrays["max"], arrays["aus"], arrays["au_codes"],
                                                arrays["split"], planted, truth),
                              "aus": run.config["planted"].get("aus", "all"),
                              "implanted_from": (implanted or {}).get("source")}
-    control_records = {}
+    control_records, control_verdicts = {}, {}
     for name in controls:
         began = time.perf_counter()
         if name == "untrained":
@@ -483,6 +500,8 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
         scanned = scan_layer(model, layer, run.dataset, quantile, transform=transform)
         control_records[name] = map_layer(scanned["max"], arrays["aus"], arrays["au_codes"], counts=scanned["counts"],
                                           pixels=scanned["pixels"], **labels, **args)
+        control_verdicts[name], result["replication"]["not_replicated"][name] = replicate_found(
+            control_records[name], lambda: fresh_set(run), model, layer, transform=transform)
         timings[name] = time.perf_counter() - began
     if shuffled is not None:
         began = time.perf_counter()
@@ -490,16 +509,17 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
         scanned = scan_layer(shuffled.model, layer, shuffled.dataset, quantile, cached=other)
         control_records["shuffled"] = map_layer(other["max"], other["aus"], other["au_codes"], counts=scanned["counts"],
                                                 pixels=scanned["pixels"], **{k: other[k] for k in labels}, **args)
+        control_verdicts["shuffled"], result["replication"]["not_replicated"]["shuffled"] = replicate_found(
+            control_records["shuffled"], lambda: fresh_set(shuffled), shuffled.model, layer)
         result["shuffled_run"] = str(shuffled.path)
         timings["shuffled"] = time.perf_counter() - began
     result["found_rate"] = {"run": _found_rate(verdicts)}
     for name, recs in control_records.items():
         result["false_positives"][name] = false_positive_rates(recs)
-        control_verdicts = [verdict(r) for r in recs]
-        result.setdefault("control_verdicts", {})[name] = summary(control_verdicts)
+        result.setdefault("control_verdicts", {})[name] = summary(control_verdicts[name])
         # which AUs a control "finds", with the evidence: a random-weight map may really fire with an AU
-        result.setdefault("control_findings", {})[name] = [v for v in control_verdicts if v["verdict"] != "none"]
-        result["found_rate"][name] = _found_rate(control_verdicts)
+        result.setdefault("control_findings", {})[name] = [v for v in control_verdicts[name] if v["verdict"] != "none"]
+        result["found_rate"][name] = _found_rate(control_verdicts[name])
     result["accuracy"] = {"run": _accuracy(run.path)}
     if baseline is None and implanted:  # planted into a trained run: that run is the baseline
         baseline = implanted["source"]
@@ -510,6 +530,28 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
     result["seconds"] = {k: round(v, 2) for k, v in timings.items()}
     write_outputs(out, result, records, control_records)
     return result
+
+
+def replicate_found(records, fresh, model, layer, transform=None, maxima=None) -> tuple[list[dict], list[str]]:
+    """The verdicts of `records`, each "detector found" checked on the new identities `fresh()`
+    makes (a `truth.fresh_dataset`, asked for only if something was found; None: no check). The
+    found map's AUROC there goes into its record's `replication` (the verdict stays a pure
+    function of the record), and a map below `DETECTOR_AUROC` on the new faces is no detector.
+    `maxima`: the layer's maxima on those identities where already computed, else the layer (after
+    `transform`) is scanned. Returns (verdicts, the AUs found before the check and not after)."""
+    verdicts = [verdict(r) for r in records]
+    found = {v["au"]: v["map"] for v in verdicts if v["verdict"] == "found"}
+    dataset = fresh() if found else None
+    if dataset is None:
+        return verdicts, []
+    if maxima is None:
+        maxima = scan_layer(model, layer, dataset, transform=transform, iou=False)["max"]
+    checked = replicate(maxima, dataset.faceset, found)
+    for r in records:
+        if r["au"] in checked:
+            r["replication"] = {str(found[r["au"]]): checked[r["au"]]}
+    verdicts = [verdict(r) for r in records]
+    return verdicts, [v["au"] for v in verdicts if v["au"] in found and v["verdict"] != "found"]
 
 
 def _planted_localization(records, au: str, m: int) -> dict | None:
@@ -623,6 +665,12 @@ def plot_validate(path, result: dict) -> None:
 def format_validate(result: dict) -> str:
     """Plain text for the CLI: verdict lines, then recovery, false positives and agreement."""
     lines = [result["summary"]] + [v["line"] for v in result["verdicts"]]
+    replication = result.get("replication") or {}
+    if replication.get("identities"):
+        lines.append(f"every detector found was checked on {replication['identities']} new synthetic identities; "
+                     "found on these images but not replicated there: " + ("; ".join(
+                         f"{name}: {', '.join(aus)}" for name, aus in replication["not_replicated"].items() if aus)
+                         or "none"))
     if "planted" in result:
         planted = result["planted"]
         fresh = "unambiguous" in planted

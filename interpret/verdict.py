@@ -8,7 +8,9 @@ writes it):
 - localization: {map: {inside_share, area_share, iou}}: share of the map's top-quantile pixels
   on AU-present images inside the AU's region, against the region's share of the pixels;
 - confound: {map: {other_au, auroc_this_without_other, auroc_other_without_this}};
-- causal: {map: {emotion_drop, random_drops, exceeds_random}}.
+- causal: {map: {emotion_drop, random_drops, exceeds_random}};
+- replication (optional): {map: {auroc, identities, images, n_present}}: the map's AUROC for the
+  AU on new faces the network never saw (`interpret.truth.replicate`).
 
 A map is a *candidate* when a method names it with q < alpha and it fires more with the AU
 (the paper's distance votes only then; it is blind to the direction). The verdict is
@@ -17,7 +19,8 @@ it does not track a co-occurring AU better than this one, it separates the AU's 
 enough to be called a detector (AUROC of its maxima at least `DETECTOR_AUROC`: with thousands
 of images a map at AUROC 0.6 is significant, but it is a weak correlate, and random-weight maps
 give many of those), and (with landmarks) its top pixels fall in the AU's region at least
-`LOCALIZED_RATIO` times more often than area alone predicts.
+`LOCALIZED_RATIO` times more often than area alone predicts, and, where it was checked on new
+faces, it separates the AU there too (AUROC at least `DETECTOR_AUROC`: it replicates).
 "confounded": the candidate separates a co-occurring AU (without this one) at least as well
 as this AU (without the other); `record["confound"]` compares with the co-occurring AU that has
 the largest partial effect on the map (`interpret.validate`). Otherwise "none", with the reason.
@@ -69,7 +72,8 @@ def verdict(record: dict, alpha: float = ALPHA, min_methods: int = MIN_METHODS,
     ballot = votes(record, alpha)
     paper = (record.get("methods") or {}).get("distance") or {}
     out = {"au": au, "verdict": "none", "map": None, "methods": [], "auroc": None, "localization": None,
-           "localized": None, "causal": None, "confound": None, "paper_map": paper.get("winner"), "reason": ""}
+           "localized": None, "causal": None, "confound": None, "replication": None, "paper_map": paper.get("winner"),
+           "reason": ""}
     if not ballot:
         less = paper.get("winner") is not None and (paper.get("q") or 1) < alpha and not _fires_more(paper)
         out["reason"] = ("the paper's best map is significant but fires LESS with the AU; no method names a map "
@@ -83,6 +87,7 @@ def verdict(record: dict, alpha: float = ALPHA, min_methods: int = MIN_METHODS,
     out["localization"] = loc
     out["localized"] = None if loc is None else loc["ratio"] >= localized_ratio
     out["causal"] = (record.get("causal") or {}).get(str(best))
+    replication = out["replication"] = (record.get("replication") or {}).get(str(best))
     confound = (record.get("confound") or {}).get(str(best))
     out["confound"] = confound
     if len(methods) < min_methods:
@@ -99,6 +104,10 @@ def verdict(record: dict, alpha: float = ALPHA, min_methods: int = MIN_METHODS,
     elif out["localized"] is False:
         out["reason"] = (f"map {best} fires more with the AU but outside its region "
                          f"({loc['ratio']:.2f}x the area share, needs {localized_ratio:g}x)")
+    elif replication is not None and replication["auroc"] < min_auroc:
+        out["reason"] = (f"map {best} separates the AU on these images (AUROC {out['auroc']:.2f}) but not on "
+                         f"{replication['identities']} new identities (AUROC {replication['auroc']:.2f}): "
+                         "it does not replicate")
     else:
         out["verdict"] = "found"
         out["reason"] = "named by " + ", ".join(methods)
@@ -113,19 +122,30 @@ def _with_line(out: dict) -> dict:
         loc = out["localization"]
         where = (f", in the AU's region ({loc['ratio']:.1f}x its area share)" if loc
                  else ", localization unknown (no landmarks)")
-        causal = out.get("causal")
-        effect = ""
-        if causal and causal.get("random_drops"):
-            mean_random = sum(causal["random_drops"]) / len(causal["random_drops"])
-            effect = (f"; ablating it drops the emotion logit by {causal['emotion_drop']:.3g} "
-                      f"(random maps {mean_random:.3g}{', exceeds all' if causal.get('exceeds_random') else ''})")
+        replication = out.get("replication")
+        replicated = (f"; on {replication['identities']} new identities AUROC {replication['auroc']:.2f}"
+                      if replication else "")
         out["line"] = (f"{au}: detector found: map {out['map']} (by {', '.join(out['methods'])}; AUROC "
-                       f"{out['auroc']:.2f}){where}{effect}{paper}")
+                       f"{out['auroc']:.2f}){where}{replicated}{_effect(out.get('causal'))}{paper}")
     elif kind == "confounded":
         out["line"] = f"{au}: confounded: {out['reason']}{paper}"
     else:
         out["line"] = f"{au}: none: {out['reason']}{paper}"
     return out
+
+
+def _effect(causal: dict | None) -> str:
+    """The causal check in words: the emotion logit's drop when the map is zeroed, against random maps."""
+    if not causal or not causal.get("random_drops"):
+        return ""
+    mean_random = sum(causal["random_drops"]) / len(causal["random_drops"])
+    drop = causal["emotion_drop"]
+    text = f"; ablating it drops the emotion logit by {drop:.3g} (random maps {mean_random:.3g}"
+    if causal.get("exceeds_random"):
+        return text + ", exceeds all)"
+    if drop < mean_random:
+        return text + "): less than a random map, the emotion head barely reads it"
+    return text + ")"
 
 
 def summary(verdicts: list[dict]) -> str:

@@ -122,13 +122,16 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
                      "localization": {"4": {"inside_share": 0.5, "area_share": 0.1, "iou": 0.2}},
                      "confound": {"4": {"other_au": "AU23", "auroc_this_without_other": 0.91,
                                         "auroc_other_without_this": 0.55, "partial_effect_this": 1.25,
-                                        "partial_effect_other": 0.125}}})
+                                        "partial_effect_other": 0.125}},
+                     "replication": {"4": {"map": 4, "auroc": 0.88, "identities": 100, "images": 1804,
+                                           "n_present": 95}}})
     none = verdict({"au": "AU01", "methods": {"distance": {"winner": 1, "p_family": 0.001, "q": 0.002, "auroc": 0.2}}})
     (run / "validate").mkdir()
     (run / "validate" / "validate.json").write_text(json.dumps({
         "summary": summary([none, found]), "verdicts": [none, found], "layer": "relu3", "alpha": 0.05,
         "detector_auroc": 0.75, "quantile": 0.005, "false_positives": {"run": {}},
         "control_verdicts": {"untrained": summary([found])}, "control_findings": {"untrained": [found]},
+        "replication": {"identities": 100, "not_replicated": {"run": [], "untrained": ["AU12", "AU26"]}},
         "planted": {"maps": {"AU04": 7, "AU17": 4}, "verified": ["AU04", "AU17"], "detector_auroc": 0.75,
                     "recovery": {"auroc": {"top1": 0.5}}, "recovery_verified": {"auroc": {"top1": 0.5}},
                     "best_method": "auroc", "verdict_recovery_verified": 0.5, "verdict_found_is_planted": 0.0,
@@ -143,6 +146,9 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
     assert parse(index).cards == {0: "", 1: "", 2: "", 3: "", 4: "AU04", 5: ""}  # AU01's paper map 1 is unlabelled
     assert "largest distance: AU01" in html and "Vertical stripes" in html
     assert "AUROC &ge; 0.75" in html and "What the untrained control names (1)" in html
+    assert "as well on 100 new synthetic identities the network never saw (it replicates)" in html
+    assert "on 100 new identities AUROC 0.88" in html and "on 100 new identities (1804 images, 95 with AU04)" in html
+    assert "but not on the new identities, so not called detectors: untrained: AU12, AU26." in html
     assert "training images alone (the methods choose on every image, the held-out ones included), names 50.0%" in html
     assert ("Planted run (the yardstick; AUs planted: independent: no two with phi &gt; 0.2, during training, beside the "
             "emotion loss)") in html

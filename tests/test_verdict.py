@@ -76,3 +76,31 @@ def test_summary_counts():
     found = verdict(record({"directional": method(7, 0.001, 0.8), "auroc": method(7, 0.001, 0.8)}, IN_REGION))
     none = verdict(record({"auroc": method(7, 0.5, 0.8)}))
     assert summary([found, none, none]) == "1 of 3 AUs: detector found; 0 confounded; 2 none"
+
+
+def test_a_detector_must_replicate_on_new_faces_where_checked():
+    strong = {name: method(7, 0.001, 0.9) for name in ("directional", "auroc", "probe")}
+    rec = record(strong, IN_REGION)
+    rec["replication"] = {"7": {"map": 7, "auroc": 0.6, "identities": 100, "images": 1800, "n_present": 90}}
+    out = verdict(rec)
+    assert out["verdict"] == "none" and out["map"] == 7 and out["replication"]["auroc"] == 0.6
+    assert "but not on 100 new identities (AUROC 0.60): it does not replicate" in out["line"]
+    rec["replication"]["7"]["auroc"] = DETECTOR_AUROC
+    out = verdict(rec)
+    assert out["verdict"] == "found" and "on 100 new identities AUROC 0.75" in out["line"]
+    rec["replication"] = {"3": {"map": 3, "auroc": 0.1, "identities": 100, "images": 1800, "n_present": 90}}
+    assert verdict(rec)["verdict"] == "found"  # another map's check says nothing of map 7
+
+
+def test_the_causal_check_in_words():
+    strong = {name: method(7, 0.001, 0.9) for name in ("directional", "auroc")}
+
+    def line(drop, randoms, exceeds=False):
+        causal = {"7": {"emotion_drop": drop, "random_drops": randoms, "exceeds_random": exceeds}}
+        return verdict(record(strong, IN_REGION, causal=causal))["line"]
+
+    assert "drops the emotion logit by 0.01 (random maps 0.2): less than a random map, the emotion head barely " \
+           "reads it" in line(0.01, [0.1, 0.3])
+    middling = line(0.25, [0.1, 0.3])
+    assert "(random maps 0.2)" in middling and "barely" not in middling and "exceeds" not in middling
+    assert "(random maps 0.2, exceeds all)" in line(0.5, [0.1, 0.3], exceeds=True)

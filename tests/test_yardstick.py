@@ -157,8 +157,42 @@ def test_fresh_identities_need_a_synthetic_planted_run(planted_run, make_trained
                                              "'/data/disfa'; use --fresh 0"):
         fresh_dataset(elsewhere, 10)
     plain = make_trained_run(tmp_path / "plain")
-    with pytest.raises(InterpretError, match="--fresh checks planted detectors, and this run has none"):
-        validate(plain, controls=(), fresh=10)
+    result = validate(plain, controls=(), permutations=19, probe_permutations=0, fresh=3)
+    assert result["replication"]["identities"] == 3 and set(result["replication"]["not_replicated"]) == {"run"}
+    assert all(v["replication"]["identities"] == 3 for v in result["verdicts"] if v["verdict"] == "found")
+
+
+def test_a_found_detector_must_replicate_on_fresh_identities(planted_run):
+    """`replicate_found` on hand-built records that name, for one AU, the map with the highest and
+    the one with the lowest AUROC on the fresh identities (an independent forward pass is the
+    oracle): each keeps its verdict only if its fresh AUROC clears the detector bar."""
+    from interpret.layers import layer_output
+    from interpret.truth import fresh_dataset
+    from interpret.validate import replicate_found
+
+    _, run, _ = planted_run
+    fresh = fresh_dataset(run, FRESH)
+    maxima = layer_output(run.model, "relu3", fresh.images(0, len(fresh))).amax(dim=(2, 3)).numpy()
+    labels = fresh.faceset.au_present[:, list(fresh.faceset.au_codes).index(12)]
+    aurocs = stats.auroc(maxima, labels)
+    best, worst = int(np.nanargmax(aurocs)), int(np.nanargmin(aurocs))
+    named = {name: {"winner": None, "p_family": 0.001, "q": 0.001, "auroc": 0.95} for name in ("directional", "auroc")}
+
+    def record(m):
+        return {"au": "AU12", "methods": {k: {**v, "winner": m} for k, v in named.items()}, "localization": {}}
+
+    asked = []
+    records = [record(best), record(worst)]
+    for rec in records:
+        verdicts, dropped = replicate_found([rec], lambda: asked.append(1) or fresh, run.model, "relu3")
+        checked = rec["replication"][str(rec["methods"]["auroc"]["winner"])]
+        assert checked["auroc"] == pytest.approx(aurocs[checked["map"]], abs=1e-5)
+        assert checked["identities"] == FRESH and checked["n_present"] == int(labels.sum())
+        assert (verdicts[0]["verdict"] == "found") == (checked["auroc"] >= DETECTOR_AUROC)
+        assert dropped == ([] if verdicts[0]["verdict"] == "found" else ["AU12"])
+    assert records[1]["replication"][str(worst)]["auroc"] < 0.5 and len(asked) == 2
+    weak = {**record(best), "methods": {k: {**v, "winner": best, "auroc": 0.6} for k, v in named.items()}}
+    assert replicate_found([weak], lambda: asked.append(1), run.model, "relu3")[1] == [] and len(asked) == 2
 
 
 def test_unknown_control_is_a_one_line_error_before_any_work(planted_run):
