@@ -25,9 +25,24 @@ FRESH_SUBJECTS = 100
 RESAMPLES = 200
 #: The maps that best separate the AU on the fresh identities, tested against the planted map.
 CHALLENGERS = 5
-#: A challenger outdoes the planted map when its AUROC is higher in at least this share of
-#: resamples; the planted map is the sole answer when it is higher than every challenger's that often.
+#: The planted map is the sole answer when its AUROC is higher than every challenger's in at least
+#: this share of resamples, and a named map is clearly worse when it is lower that often. A
+#: challenger outdoes the planted map when it is higher in at least `outdone_share(CHALLENGERS)`:
+#: any one of several challengers may be higher by chance, so the share is Bonferroni-corrected.
 OUTDONE_SHARE = 0.95
+
+
+def outdone_share(challengers: int) -> float:
+    """The share of resamples in which one of `challengers` maps must be higher to outdo the planted map."""
+    return 1.0 - (1.0 - OUTDONE_SHARE) / max(int(challengers), 1)
+
+
+def classify(maps: dict[int, dict], rivals: list[int]) -> tuple[str, list[int]]:
+    """("outdone" | "sole" | "tied", the rivals that outdo the planted map) from each rival's
+    `above` / `below` share of resamples (see `contest`)."""
+    beaten = [c for c in rivals if maps[c]["above"] >= outdone_share(len(rivals))]
+    sole = all(maps[c]["below"] >= OUTDONE_SHARE for c in rivals)
+    return ("outdone" if beaten else "sole" if sole else "tied"), beaten
 
 
 def fresh_config(run, subjects: int = FRESH_SUBJECTS) -> dict:
@@ -57,9 +72,7 @@ def contest(maxima, labels, subject, planted_map: int, named=(), seed: int = 0, 
 
     {"aurocs": every map's AUROC (C,), "best_other_map", "maps": {map: {auroc, above, below}}
     (above / below: the share of resamples where its AUROC is higher / lower than the planted
-    map's), "truth": "outdone" (a challenger is higher in >= `OUTDONE_SHARE` of them), "sole" (the
-    planted map is higher than every challenger that often) or "tied", "outdone_by": the best
-    challenger that outdoes it, or None}. A named map is "not clearly worse" unless its `below` >=
+    map's), "truth" (`classify`), "outdone_by": the best challenger that outdoes it, or None}. A named map is "not clearly worse" unless its `below` >=
     `OUTDONE_SHARE`."""
     maxima, labels = np.asarray(maxima, dtype=np.float64), np.asarray(labels, dtype=bool)
     aurocs = stats.auroc(maxima, labels)
@@ -81,10 +94,8 @@ def contest(maxima, labels, subject, planted_map: int, named=(), seed: int = 0, 
     above, below = above / max(usable, 1), below / max(usable, 1)
     maps = {c: {"auroc": float(aurocs[c]), "above": float(a), "below": float(b)}
             for c, a, b in zip(others, above, below)}
-    beaten = [c for c in rivals if maps[c]["above"] >= OUTDONE_SHARE]
-    sole = all(maps[c]["below"] >= OUTDONE_SHARE for c in rivals)
-    return {"aurocs": aurocs, "best_other_map": rivals[0], "maps": maps,
-            "truth": "outdone" if beaten else "sole" if sole else "tied",
+    truth, beaten = classify(maps, rivals)
+    return {"aurocs": aurocs, "best_other_map": rivals[0], "maps": maps, "truth": truth,
             "outdone_by": {"map": beaten[0], **maps[beaten[0]]} if beaten else None}
 
 

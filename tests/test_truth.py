@@ -4,7 +4,7 @@ hand-built maps."""
 import numpy as np
 
 from interpret import stats
-from interpret.truth import CHALLENGERS, OUTDONE_SHARE, contest
+from interpret.truth import CHALLENGERS, OUTDONE_SHARE, classify, contest, outdone_share
 
 
 def naive_auroc(scores, labels):
@@ -72,3 +72,18 @@ def test_shares_against_a_naive_subject_bootstrap():
     assert list(result["maps"]) == [3, 1, 2]
     got = [(v["above"], v["below"]) for v in result["maps"].values()]
     np.testing.assert_allclose(got, [(above[c] / usable, below[c] / usable) for c in (3, 1, 2)])
+
+
+def test_outdone_is_corrected_for_several_challengers():
+    """One of five challengers higher in 97% of resamples is chance-level among five (Bonferroni:
+    99% needed); sole needs every challenger lower in 95%."""
+    assert outdone_share(5) == 0.99 and outdone_share(1) == OUTDONE_SHARE
+    rivals = [3, 8, 1, 4, 6]
+    shares = {c: {"above": 0.02, "below": 0.97} for c in rivals}
+    assert classify(shares, rivals) == ("sole", [])
+    shares[8] = {"above": 0.97, "below": 0.03}
+    assert classify(shares, rivals) == ("tied", [])
+    shares[8]["above"] = 0.99
+    assert classify(shares, rivals) == ("outdone", [8])
+    shares[3] = {"above": 0.995, "below": 0.0}
+    assert classify(shares, rivals) == ("outdone", [3, 8])
