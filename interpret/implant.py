@@ -118,10 +118,11 @@ def region_penalty(z: torch.Tensor, inside: torch.Tensor, present: torch.Tensor)
     return gap.sum() / counted.sum().clamp(min=1)
 
 
-def fit_filters(features, presence, inside, weight, bias, train_rows, epochs: int, seed: int, region: bool,
+def fit_filters(features, presence, inside, weight, bias, train_rows, epochs: int, seed: int, region_weight: float,
                 pre_activation: bool, stride, padding, dilation) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """The planted filters fitted on `features[train_rows]` (`pre_activation`: the planted layer is
-    a ReLU on them, so `PlantedLoss` adds its hinge); per epoch the loss."""
+    a ReLU on them, so `PlantedLoss` adds its hinge; `region_weight` x `PLANT_WEIGHT`: the region
+    term's weight, 0 for none); per epoch the loss."""
     weight = torch.nn.Parameter(weight.detach().clone())
     bias = torch.nn.Parameter(bias.detach().clone())
     columns = range(presence.shape[1])
@@ -136,8 +137,8 @@ def fit_filters(features, presence, inside, weight, bias, train_rows, epochs: in
             rows = order[lo:lo + FIT_BATCH]
             z = F.conv2d(features[rows].float(), weight, bias, stride, padding, dilation)
             loss = loss_of({"z": z}, rows)
-            if region:
-                loss = loss + PLANT_WEIGHT * REGION_WEIGHT * region_penalty(z, inside[rows], presence[rows])
+            if region_weight:
+                loss = loss + PLANT_WEIGHT * region_weight * region_penalty(z, inside[rows], presence[rows])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -230,8 +231,8 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
     chosen = torch.as_tensor(list(maps.values()))
     presence = torch.from_numpy(presence_all[:, columns])
     weight, bias, fit_history = fit_filters(features, presence, inside, conv.weight[chosen], conv.bias[chosen],
-                                            train_rows, epochs, seed, region, pre_activation, conv.stride,
-                                            conv.padding, conv.dilation)
+                                            train_rows, epochs, seed, REGION_WEIGHT if region else 0.0,
+                                            pre_activation, conv.stride, conv.padding, conv.dilation)
     with torch.no_grad():
         peaks = torch.cat([F.conv2d(features[lo:lo + BATCH].float(), weight, bias, conv.stride, conv.padding,
                                     conv.dilation).amax(dim=(2, 3)) for lo in range(0, len(data), BATCH)])
