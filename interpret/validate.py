@@ -4,10 +4,12 @@ For the run's analysed layer (`cache_arrays`, the one adapter to the activation 
 method of `interpret.methods` scores (AU x map); each winner gets a family-wise p from
 sequence-level permutations and a BH q across AUs (`map_layer`); candidate maps get their
 localization, co-occurrence check and ablation effect; `interpret.verdict` turns each AU's record
-into one line. Negative controls (untrained weights, rotated channel basis, and a run trained on
-shuffled labels if given) go through the same `map_layer`: the share of AUs whose winner is
-significant is each method's false-positive rate. A planted run (`interpret.planting`) adds each
-method's top-1 / top-5 recovery of the planted maps. Everything lands in ``RUN/validate/``.
+into one line, and on the synthetic default every "detector found" must replicate on new
+identities (`replicate_found`). Negative controls (untrained weights, rotated channel basis, and
+a run trained on shuffled labels if given) go through the same `map_layer` and replication: the
+share of AUs whose winner is significant is each method's false-positive rate, the share found
+the verdict's. A planted run (`interpret.planting`) adds each method's top-1 / top-5 recovery of
+the planted maps. Everything lands in ``RUN/validate/``.
 """
 
 from __future__ import annotations
