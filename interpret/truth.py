@@ -72,8 +72,8 @@ def contest(maxima, labels, subject, planted_map: int, named=(), seed: int = 0, 
 
     {"aurocs": every map's AUROC (C,), "best_other_map", "maps": {map: {auroc, above, below}}
     (above / below: the share of resamples where its AUROC is higher / lower than the planted
-    map's), "truth" (`classify`), "outdone_by": the best challenger that outdoes it, or None}. A named map is "not clearly worse" unless its `below` >=
-    `OUTDONE_SHARE`."""
+    map's), "truth" (`classify`), "outdone_by": the best challenger that outdoes it, or None}. A
+    named map is "not clearly worse" unless its `below` >= `OUTDONE_SHARE`."""
     maxima, labels = np.asarray(maxima, dtype=np.float64), np.asarray(labels, dtype=bool)
     aurocs = stats.auroc(maxima, labels)
     ranked = [int(c) for c in np.argsort(-np.nan_to_num(aurocs, nan=-np.inf), kind="stable") if c != planted_map]
@@ -99,21 +99,22 @@ def contest(maxima, labels, subject, planted_map: int, named=(), seed: int = 0, 
             "outdone_by": {"map": beaten[0], **maps[beaten[0]]} if beaten else None}
 
 
+def _labelled(faceset, aus):
+    """(AU, its presence per image) for each of `aus` that the faces hold in some images but not all."""
+    presence, codes = np.asarray(faceset.au_present, dtype=bool), [au_name(c) for c in faceset.au_codes]
+    for au in aus:
+        labels = presence[:, codes.index(au)] if au in codes else None
+        if labels is not None and labels.any() and not labels.all():
+            yield au, labels
+
+
 def fresh_truth(maxima, faceset, planted: dict[str, int], named: dict[str, list] | None = None,
                 seed: int = 0) -> dict:
     """Per planted AU the fresh identities (`faceset`, their layer `maxima` (N, C)) hold with and
     without it: its `contest` (with the maps `named[AU]`) and the count of images with the AU; with
     the fresh set's size."""
-    presence, codes = np.asarray(faceset.au_present, dtype=bool), [au_name(c) for c in faceset.au_codes]
-    out = {}
-    for au, m in planted.items():
-        if au not in codes:
-            continue
-        labels = presence[:, codes.index(au)]
-        if labels.all() or not labels.any():
-            continue
-        out[au] = {**contest(maxima, labels, faceset.subject, int(m), (named or {}).get(au, ()), seed),
-                   "n_present": int(labels.sum())}
+    out = {au: {**contest(maxima, labels, faceset.subject, int(planted[au]), (named or {}).get(au, ()), seed),
+                "n_present": int(labels.sum())} for au, labels in _labelled(faceset, planted)}
     return {"subjects": int(len(np.unique(faceset.subject))), "images": int(len(faceset.subject)), "aus": out}
 
 
@@ -121,13 +122,7 @@ def replicate(maxima, faceset, maps: dict[str, int]) -> dict[str, dict]:
     """{AU: {map, auroc, n_present, identities, images}}: the AUROC with which each map's maxima
     (`maxima` (N, C) on the fresh `faceset`) separate its AU on the new faces; AUs the new faces
     hold in all images or in none are left out."""
-    presence, codes = np.asarray(faceset.au_present, dtype=bool), [au_name(c) for c in faceset.au_codes]
     identities, images = int(len(np.unique(faceset.subject))), int(len(faceset.subject))
-    out = {}
-    for au, m in maps.items():
-        labels = presence[:, codes.index(au)] if au in codes else np.zeros(images, dtype=bool)
-        if labels.all() or not labels.any():
-            continue
-        out[au] = {"map": int(m), "auroc": float(stats.auroc(np.asarray(maxima)[:, [int(m)]], labels)[0]),
-                   "n_present": int(labels.sum()), "identities": identities, "images": images}
-    return out
+    return {au: {"map": int(maps[au]), "auroc": float(stats.auroc(np.asarray(maxima)[:, [int(maps[au])]], labels)[0]),
+                 "n_present": int(labels.sum()), "identities": identities, "images": images}
+            for au, labels in _labelled(faceset, maps)}
