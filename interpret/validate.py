@@ -669,8 +669,8 @@ def format_validate(result: dict) -> str:
     lines = [result["summary"]] + [v["line"] for v in result["verdicts"]]
     replication = result.get("replication") or {}
     if replication.get("identities"):
-        lines.append(f"every detector found was checked on {replication['identities']} new synthetic identities; "
-                     "found on these images but not replicated there: " + ("; ".join(
+        lines.append(f"detectors found are checked on {replication['identities']} new synthetic identities (where "
+                     "they show the AU); found on these images but not replicated there: " + ("; ".join(
                          f"{name}: {', '.join(aus)}" for name, aus in replication["not_replicated"].items() if aus)
                          or "none"))
     if "planted" in result:

@@ -146,7 +146,9 @@ def test_truth_is_checked_on_fresh_identities(planted_run):
     assert text.endswith("top1_unambiguous,top5_unambiguous")
 
 
-def test_fresh_identities_need_a_synthetic_planted_run(planted_run, make_trained_run, tmp_path):
+def test_fresh_identities_need_a_synthetic_run_and_serve_plain_runs_too(planted_run, make_trained_run, tmp_path):
+    """One-line errors for too few identities and non-synthetic data; a plain run's found verdicts are
+    checked on fresh identities too."""
     from interpret.truth import fresh_dataset
 
     _, run, _ = planted_run
