@@ -156,14 +156,17 @@ def accuracy(model, dataset, rows: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.mean(predictions == dataset.targets[rows])), predictions
 
 
-def refit_head(model, params, dataset, train_rows, val_rows, epochs: int, seed: int) -> tuple[list[dict], int]:
-    """Refit `params` (the head) on the emotion labels (AdamW, evaluation transform); keep the
-    first epoch (0 = as it was) with the best validation accuracy. Returns (per-epoch validation
-    accuracy, the epoch kept)."""
+def refit_head(model, params, dataset, train_rows, val_rows, epochs: int, seed: int,
+               lr: float = HEAD_LR, keep: str = "best") -> tuple[list[dict], int]:
+    """Refit `params` (the head) on the emotion labels (AdamW at `lr`, evaluation transform); keep
+    the first epoch (0 = as it was) with the best validation accuracy, or with `keep="last"` the
+    last epoch. Returns (per-epoch validation accuracy, the epoch kept)."""
+    if keep not in ("best", "last"):
+        raise InterpretError(f"keep must be 'best' or 'last', got {keep!r}")
     frozen = [p for p in model.parameters() if all(p is not q for q in params)]
     for p in frozen:
         p.requires_grad_(False)
-    optimizer = torch.optim.AdamW(params, lr=HEAD_LR, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(seed)
     best_acc, _ = accuracy(model, dataset, val_rows)
     best_state, best_epoch = [p.detach().clone() for p in params], 0
@@ -179,7 +182,7 @@ def refit_head(model, params, dataset, train_rows, val_rows, epochs: int, seed: 
             optimizer.step()
         val_acc, _ = accuracy(model, dataset, val_rows)
         history.append({"epoch": epoch, "val_accuracy": val_acc})
-        if val_acc > best_acc:
+        if val_acc > best_acc or keep == "last":
             best_acc, best_state, best_epoch = val_acc, [p.detach().clone() for p in params], epoch
     with torch.no_grad():
         for p, kept in zip(params, best_state):

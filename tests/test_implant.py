@@ -12,7 +12,8 @@ from interpret import stats
 from interpret.cli import app
 from interpret.data.transforms import PAPER_INPUT
 from interpret.errors import InterpretError
-from interpret.implant import feeding_conv, head_parameters, implant, region_cells, region_penalty
+from interpret.implant import (accuracy, feeding_conv, head_parameters, implant, refit_head, region_cells,
+                               region_penalty)
 from interpret.layers import layer_output
 from interpret.report import write_report
 from interpret.models import ARCHITECTURES, CONV_NETS, Architecture, ArchSpec, ExpressionNet
@@ -193,3 +194,24 @@ def test_implant_into_a_conv_layer_ranks_without_the_hinge(implanted, tmp_path):
     assert "hinge" not in planted["loss"] and "region" in planted["loss"]
     fit = json.loads((run.path / "metrics.json").read_text())["implanted"]
     assert fit["head_epochs_kept"] == 0 and fit["fit"]["AU25"]["train_auroc"] > 0.6
+
+
+def test_refit_keeps_the_best_epoch_or_the_last(implanted):
+    """`refit_head` leaves the head of its best validation epoch (the first of equals; 0 = untouched),
+    or with keep="last" of its last, and records every epoch's validation accuracy."""
+    import copy
+
+    source = implanted["source"]
+    split, labelled = np.asarray(source.dataset.split).astype(str), source.dataset.targets >= 0
+    train_rows, val_rows = np.flatnonzero((split == "train") & labelled), np.flatnonzero((split == "val") & labelled)
+    for keep in ("best", "last"):
+        model = copy.deepcopy(source.model)
+        params = head_parameters(model, "relu3", source.dataset.rows([0]))
+        history, kept = refit_head(model, params, source.dataset, train_rows, val_rows, 2, 0, lr=1e-2, keep=keep)
+        accs = [h["val_accuracy"] for h in history]
+        assert [h["epoch"] for h in history] == [0, 1, 2]
+        assert kept == (2 if keep == "last" else accs.index(max(accs)))
+        assert accuracy(model, source.dataset, val_rows)[0] == accs[kept]
+        assert torch.equal(model.state_dict()["fc.weight"], source.model.state_dict()["fc.weight"]) == (kept == 0)
+    with pytest.raises(InterpretError, match="keep must be 'best' or 'last'"):
+        refit_head(model, params, source.dataset, train_rows, val_rows, 1, 0, keep="first")
