@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from interpret import load_run
-from interpret.errors import located
+from interpret.errors import InterpretError, located
 from interpret.implant import accuracy, head_parameters, refit_head
 from interpret.io import read_json, write_json
 from interpret.layers import get_module
@@ -34,6 +34,8 @@ def main(run_dir: str, out: str, drop: float, epochs: int, lr: float, keep: str)
     planted = planted_maps(run.config)
     if not (run.config.get("planted") or {}).get("implanted"):
         raise located(Path(run_dir) / "config.json", "not a run made by `interpret implant`")
+    if not 0.0 <= drop < 1.0:
+        raise InterpretError(f"--drop must be at least 0 and below 1, got {drop}")
     out = Path(out)
     if out.exists():
         raise located(out, "exists; choose a new folder")
@@ -64,10 +66,10 @@ def main(run_dir: str, out: str, drop: float, epochs: int, lr: float, keep: str)
     after, _ = accuracy(model, data, test_rows)
     record = {"drop": drop, "epochs": epochs, "lr": lr, "keep": keep, "head_history": history, "head_epochs_kept": kept,
               "test_accuracy_before": before, "test_accuracy": after}
-    staging = out.parent / f".{out.name}.causal-{os.getpid()}"
-    shutil.copytree(run_dir, staging, ignore=shutil.ignore_patterns("activations", "validate", "report", "analyses",
-                                                                    "deconv", "aumap", "sanity"))
+    staging = out.parent / f".{out.name}.causal-{os.getpid()}"  # the run appears whole or not at all
     try:
+        shutil.copytree(run_dir, staging, ignore=shutil.ignore_patterns("activations", "validate", "report",
+                                                                        "analyses", "deconv", "aumap", "sanity"))
         save_checkpoint(staging / "model.pt", model, {"arch": run.config["arch"], "classes": list(data.classes),
                                                       "implanted_from": run.config["planted"]["implanted"]["source"]})
         config = dict(run.config)
@@ -94,4 +96,7 @@ if __name__ == "__main__":
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--keep", choices=("best", "last"), default="last")
     args = parser.parse_args()
-    print(main(args.run, args.out, args.drop, args.epochs, args.lr, args.keep))
+    try:
+        print(main(args.run, args.out, args.drop, args.epochs, args.lr, args.keep))
+    except InterpretError as error:  # one line, no traceback
+        raise SystemExit(f"error: {error}")

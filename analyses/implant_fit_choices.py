@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from interpret import load_run, stats
-from interpret.implant import (FIT_EPOCHS, conv_inputs, feeding_conv, fit_filters, region_cells)
+from interpret.implant import FIT_EPOCHS, conv_inputs, feeding_conv, fit_filters, region_cells
+from interpret.errors import InterpretError
 from interpret.io import write_text
 from interpret.layers import get_module
 from interpret.planting import choose_maps, usable_aus
-from interpret.truth import fresh_dataset
+from interpret.truth import fresh_config, fresh_dataset
 from interpret.verdict import DETECTOR_AUROC
 
 
@@ -39,6 +40,7 @@ def peaks_and_hits(features, inside, presence, weight, bias, conv, pre_activatio
 
 def main(run_dir: str, fresh_subjects: int, weights: list[float]) -> str:
     run = load_run(run_dir, device="cpu")
+    fresh_config(run, fresh_subjects)  # a run that cannot have new identities fails before the fits
     model, data = run.model.eval(), run.dataset
     seed = int(run.config["seed"])
     conv_name, pre_activation = feeding_conv(model, "relu3", data.rows([0]))
@@ -84,4 +86,7 @@ if __name__ == "__main__":
     parser.add_argument("--fresh", type=int, default=60)
     parser.add_argument("--weights", default="0,0.3,1")
     args = parser.parse_args()
-    print(main(args.run, args.fresh, [float(w) for w in args.weights.split(",")]))
+    try:
+        print(main(args.run, args.fresh, [float(w) for w in args.weights.split(",")]))
+    except InterpretError as error:  # one line, no traceback
+        raise SystemExit(f"error: {error}")
