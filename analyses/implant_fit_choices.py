@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from interpret import load_run, stats
-from interpret.implant import FIT_EPOCHS, conv_inputs, feeding_conv, fit_filters, region_cells
 from interpret.errors import InterpretError
+from interpret.implant import FIT_EPOCHS, conv_inputs, feeding_conv, filter_maps, fit_filters, region_cells
 from interpret.io import write_text
 from interpret.layers import get_module
 from interpret.planting import choose_maps, usable_aus
@@ -29,12 +28,8 @@ from interpret.verdict import DETECTOR_AUROC
 
 def peaks_and_hits(features, inside, presence, weight, bias, conv, pre_activation):
     """Per image and AU the planted map's maximum, and whether it lies in the AU's region."""
-    with torch.no_grad():
-        z = torch.cat([F.conv2d(features[lo:lo + 128].float(), weight, bias, conv.stride, conv.padding,
-                                conv.dilation) for lo in range(0, len(features), 128)])
-        z = F.relu(z) if pre_activation else z
-        peak = z.flatten(2).argmax(2)
-        hit = torch.gather(inside.flatten(2), 2, peak[..., None])[..., 0]
+    z = filter_maps(features, weight, bias, conv, pre_activation)
+    hit = torch.gather(inside.flatten(2), 2, z.flatten(2).argmax(2)[..., None])[..., 0]
     return z.amax(dim=(2, 3)).numpy(), hit.numpy() & presence
 
 

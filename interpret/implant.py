@@ -91,6 +91,15 @@ def conv_inputs(model, conv: str, dataset, rows: np.ndarray) -> torch.Tensor:
                           for lo in range(0, len(rows), BATCH)])
 
 
+def filter_maps(features, weight, bias, conv, pre_activation: bool) -> torch.Tensor:
+    """(N, A, h, w): the maps the filters (`weight`, `bias`, with `conv`'s stride, padding and
+    dilation) make on the conv's input `features`, after the ReLU where the planted layer has one."""
+    with torch.no_grad():
+        z = torch.cat([F.conv2d(features[lo:lo + BATCH].float(), weight, bias, conv.stride, conv.padding,
+                                conv.dilation) for lo in range(0, len(features), BATCH)])
+    return F.relu(z) if pre_activation else z
+
+
 def region_cells(dataset, rows: np.ndarray, au_codes, shape: tuple[int, int]) -> torch.Tensor:
     """(N, A, h, w) bool: map cells any of whose input pixels lie in each AU's region."""
     from interpret.methods import region_masks
@@ -236,10 +245,8 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
     weight, bias, fit_history = fit_filters(features, presence, inside, conv.weight[chosen], conv.bias[chosen],
                                             train_rows, epochs, seed, REGION_WEIGHT if region else 0.0,
                                             pre_activation, conv.stride, conv.padding, conv.dilation)
+    peaks = filter_maps(features, weight, bias, conv, pre_activation).amax(dim=(2, 3)).numpy()
     with torch.no_grad():
-        peaks = torch.cat([F.conv2d(features[lo:lo + BATCH].float(), weight, bias, conv.stride, conv.padding,
-                                    conv.dilation).amax(dim=(2, 3)) for lo in range(0, len(data), BATCH)])
-        peaks = (F.relu(peaks) if pre_activation else peaks).numpy()
         conv.weight[chosen] = weight
         conv.bias[chosen] = bias
     fit = {au: {part: float(stats.auroc(peaks[rows][:, [k]], presence_all[rows, columns[k]])[0])
