@@ -18,10 +18,8 @@ import torch
 
 from interpret import load_run, stats
 from interpret.errors import InterpretError
-from interpret.implant import FIT_EPOCHS, conv_inputs, feeding_conv, filter_maps, fit_filters, region_cells
+from interpret.implant import FIT_EPOCHS, conv_inputs, filter_maps, fit_setup, region_cells
 from interpret.io import write_text
-from interpret.layers import get_module
-from interpret.planting import choose_maps, usable_aus
 from interpret.truth import fresh_config, fresh_dataset
 from interpret.verdict import DETECTOR_AUROC
 
@@ -36,41 +34,29 @@ def peaks_and_hits(features, inside, presence, weight, bias, conv, pre_activatio
 def main(run_dir: str, fresh_subjects: int, weights: list[float]) -> str:
     run = load_run(run_dir, device="cpu")
     fresh_config(run, fresh_subjects)  # a run that cannot have new identities fails before the fits
-    model, data = run.model.eval(), run.dataset
+    data = run.dataset
     seed = int(run.config["seed"])
-    conv_name, pre_activation = feeding_conv(model, "relu3", data.rows([0]))
-    conv = get_module(model, conv_name)
-    fs = data.faceset
-    split = np.asarray(data.split).astype(str)
-    train_rows = np.flatnonzero(split == "train")
-    presence_all = np.asarray(fs.au_present, dtype=bool)
-    codes = usable_aus(presence_all[train_rows], [int(c) for c in fs.au_codes], None)
-    columns = [list(fs.au_codes).index(c) for c in codes]
-    maps = choose_maps(conv.out_channels, codes, seed)
-    chosen = torch.as_tensor(list(maps.values()))
-    features = conv_inputs(model, conv_name, data, np.arange(len(data)))
-    with torch.no_grad():
-        shape = tuple(conv(features[:1].float()).shape[-2:])
-    inside = region_cells(data, np.arange(len(data)), codes, shape)
+    setup = fit_setup(run.model.eval(), data, "relu3", None, seed, True, run.path)
+    codes = setup.codes
     fresh = fresh_dataset(run, fresh_subjects)
-    fresh_features = conv_inputs(model, conv_name, fresh, np.arange(len(fresh)))
-    fresh_inside = region_cells(fresh, np.arange(len(fresh)), codes, shape)
-    fresh_presence = np.asarray(fresh.faceset.au_present, dtype=bool)[:, columns]
-    presence = torch.from_numpy(presence_all[:, columns])
+    every = np.arange(len(fresh))
+    fresh_features = conv_inputs(run.model, setup.conv_name, fresh, every)
+    fresh_inside = region_cells(fresh, every, codes, tuple(setup.inside.shape[-2:]))
+    fresh_presence = np.asarray(fresh.faceset.au_present, dtype=bool)[:, setup.columns]
     rows = ["| region weight | verified on new faces | mean AUROC there | AU images peaking in region | fit s |",
             "|---|---|---|---|---|"]
     for weight in weights:
         began = time.perf_counter()
-        w, b, _ = fit_filters(features, presence, inside, conv.weight[chosen], conv.bias[chosen], train_rows,
-                              FIT_EPOCHS, seed, weight, pre_activation, conv.stride, conv.padding, conv.dilation)
+        w, b, _ = setup.fit(FIT_EPOCHS, seed, weight)
         seconds = time.perf_counter() - began
-        peaks, hits = peaks_and_hits(fresh_features, fresh_inside, fresh_presence, w, b, conv, pre_activation)
+        peaks, hits = peaks_and_hits(fresh_features, fresh_inside, fresh_presence, w, b, setup.conv,
+                                     setup.pre_activation)
         aurocs = [float(stats.auroc(peaks[:, [k]], fresh_presence[:, k])[0]) for k in range(len(codes))]
         rows.append(f"| {weight:g} | {sum(a >= DETECTOR_AUROC for a in aurocs)} of {len(codes)} | "
                     f"{np.nanmean(aurocs):.3f} | {hits.sum() / fresh_presence.sum():.0%} | {seconds:.0f} |")
         print(rows[-1], flush=True)
-    text = (f"Planted filters fitted on {run_dir} ({conv_name}, {len(codes)} AUs, {FIT_EPOCHS} epochs, seed {seed}), "
-            f"judged on {fresh_subjects} new synthetic identities ({len(fresh)} images):\n\n" + "\n".join(rows) + "\n")
+    text = (f"Planted filters fitted on {run_dir} ({setup.conv_name}, {len(codes)} AUs, {FIT_EPOCHS} epochs, "
+            f"seed {seed}), judged on {fresh_subjects} new synthetic identities ({len(fresh)} images):\n\n" + "\n".join(rows) + "\n")
     write_text(Path(run_dir) / "analyses" / "implant_fit_choices.md", text)
     return text
 

@@ -22,6 +22,7 @@ import copy
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,61 @@ def fit_filters(features, presence, inside, weight, bias, train_rows, epochs: in
     return weight.detach(), bias.detach(), history
 
 
+@dataclass
+class FitSetup:
+    """What fitting the planted filters needs: the conv making the planted layer's maps, the AUs
+    and their chosen maps, and on every image the conv's input, the AUs' presence and region cells."""
+    conv_name: str
+    conv: torch.nn.Conv2d
+    pre_activation: bool
+    codes: list[int]
+    maps: dict[str, int]
+    columns: list[int]
+    train_rows: np.ndarray
+    features: torch.Tensor
+    presence: torch.Tensor
+    inside: torch.Tensor
+
+    def fit(self, epochs: int, seed: int, region_weight: float) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+        """`fit_filters` from the chosen maps' current filters."""
+        chosen = torch.as_tensor(list(self.maps.values()))
+        return fit_filters(self.features, self.presence, self.inside, self.conv.weight[chosen],
+                           self.conv.bias[chosen], self.train_rows, epochs, seed, region_weight,
+                           self.pre_activation, self.conv.stride, self.conv.padding, self.conv.dilation)
+
+    def maps_of(self, weight, bias) -> torch.Tensor:
+        """`filter_maps` of fitted filters on every image."""
+        return filter_maps(self.features, weight, bias, self.conv, self.pre_activation)
+
+
+def fit_setup(model, data, layer: str, aus, seed: int, region: bool, source: Path, say=None) -> FitSetup:
+    """The `FitSetup` for planting the usable AUs of `aus` (None: all) into `layer` of `model`
+    (`region`: with region cells, which need landmarks; otherwise none are inside); `source` is
+    named in errors, `say` told before the slow pass over the images."""
+    conv_name, pre_activation = feeding_conv(model, layer, data.rows([0]))
+    conv = get_module(model, conv_name)
+    fs = data.faceset
+    train_rows = np.flatnonzero(np.asarray(data.split).astype(str) == "train")
+    presence_all = np.asarray(fs.au_present, dtype=bool)
+    codes = [int(c) for c in fs.au_codes]
+    planted_codes = usable_aus(presence_all[train_rows], codes, aus)
+    columns = [codes.index(c) for c in planted_codes]
+    maps = choose_maps(conv.out_channels, planted_codes, seed)
+    if region and fs.landmarks is None:
+        raise located(source, "implant's region term needs landmarks, which this run's data lacks (--no-region)")
+    if say:
+        say(f"[implant] {len(maps)} AUs into {layer} ({conv_name}'s filters), features of {len(data)} images ...",
+            flush=True)
+    every = np.arange(len(data))
+    features = conv_inputs(model, conv_name, data, every)
+    shape = tuple(F.conv2d(features[:1].float(), conv.weight, conv.bias, conv.stride, conv.padding,
+                           conv.dilation).shape[-2:])
+    inside = (region_cells(data, every, planted_codes, shape) if region
+              else torch.zeros(len(data), len(maps), *shape, dtype=torch.bool))
+    return FitSetup(conv_name, conv, pre_activation, planted_codes, maps, columns, train_rows, features,
+                    torch.from_numpy(presence_all[:, columns]), inside)
+
+
 def accuracy(model, dataset, rows: np.ndarray) -> tuple[float, np.ndarray]:
     """(accuracy, predictions) of the model on labelled `rows`."""
     model.eval()
@@ -219,43 +275,28 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
     model, data = copy.deepcopy(run.model).cpu().eval(), run.dataset  # the source run's model stays as it is
     name = resolve_layer(model, layer)
     probe = data.rows([0])
-    conv_name, pre_activation = feeding_conv(model, name, probe)
-    conv = get_module(model, conv_name)
     split = np.asarray(data.split).astype(str)
     train_rows, val_rows = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
     test_rows = np.flatnonzero((split == "test") & (data.targets >= 0))
     if not len(train_rows) or not len(val_rows):
         raise located(run.path, "implant needs training and validation images (a run trained with a split)")
     fs = data.faceset
-    presence_all = np.asarray(fs.au_present, dtype=bool)
-    codes = [int(c) for c in fs.au_codes]
-    planted_codes = usable_aus(presence_all[train_rows], codes, aus)
-    columns = [codes.index(c) for c in planted_codes]
-    maps = choose_maps(conv.out_channels, planted_codes, seed)
-    if region and fs.landmarks is None:
-        raise located(run.path, "implant's region term needs landmarks, which this run's data lacks (--no-region)")
-    say(f"[implant] {len(maps)} AUs into {name} ({conv_name}'s filters), features of {len(data)} images ...",
-        flush=True)
-    features = conv_inputs(model, conv_name, data, np.arange(len(data)))
-    shape = F.conv2d(features[:1].float(), conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation).shape[-2:]
-    inside = (region_cells(data, np.arange(len(data)), planted_codes, tuple(shape)) if region
-              else torch.zeros(len(data), len(maps), *shape, dtype=torch.bool))
+    setup = fit_setup(model, data, name, aus, seed, region, run.path, say)
+    maps, conv, conv_name, pre_activation = setup.maps, setup.conv, setup.conv_name, setup.pre_activation
+    weight, bias, fit_history = setup.fit(epochs, seed, REGION_WEIGHT if region else 0.0)
+    peaks = setup.maps_of(weight, bias).amax(dim=(2, 3)).numpy()
     chosen = torch.as_tensor(list(maps.values()))
-    presence = torch.from_numpy(presence_all[:, columns])
-    weight, bias, fit_history = fit_filters(features, presence, inside, conv.weight[chosen], conv.bias[chosen],
-                                            train_rows, epochs, seed, REGION_WEIGHT if region else 0.0,
-                                            pre_activation, conv.stride, conv.padding, conv.dilation)
-    peaks = filter_maps(features, weight, bias, conv, pre_activation).amax(dim=(2, 3)).numpy()
     with torch.no_grad():
         conv.weight[chosen] = weight
         conv.bias[chosen] = bias
-    fit = {au: {part: float(stats.auroc(peaks[rows][:, [k]], presence_all[rows, columns[k]])[0])
+    presence = setup.presence.numpy()
+    fit = {au: {part: float(stats.auroc(peaks[rows][:, [k]], presence[rows, k])[0])
                 for part, rows in (("train_auroc", train_rows), ("val_auroc", val_rows))}
            for k, au in enumerate(maps)}
     say(f"[implant] filters fitted ({time.perf_counter() - start:.0f} s): mean AUROC of the planted maps, training "
         f"{np.mean([f['train_auroc'] for f in fit.values()]):.3f}, validation "
         f"{np.mean([f['val_auroc'] for f in fit.values()]):.3f}", flush=True)
-    del features, inside
+    del setup
     replaced_acc, predictions = accuracy(model, data, test_rows)
     if head_epochs:
         say(f"[implant] refitting the layers after {name} ({time.perf_counter() - start:.0f} s) ...", flush=True)
