@@ -221,6 +221,31 @@ def accuracy(model, dataset, rows: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.mean(predictions == dataset.targets[rows])), predictions
 
 
+def cut_from_head(model, layer: str, probe: torch.Tensor, kept_maps) -> torch.utils.hooks.RemovableHandle:
+    """Cut every map of `layer` but `kept_maps` from the head: their weights in the first module
+    with parameters after `layer` (a Linear over the flattened maps, each map a block of columns,
+    or a Conv2d) are zeroed, and the returned gradient hook holds them at zero while the head is
+    refitted (AdamW moves no weight whose gradient and value are zero). Remove it after the refit."""
+    order = [name for name, _ in trace(model, probe)]
+    modules = dict(unwrapped(model).named_modules())
+    first = next(modules[name] for name in order[order.index(layer) + 1:]
+                 if next(modules[name].parameters(recurse=False), None) is not None)
+    with torch.no_grad():
+        channels = layer_output(model, layer, probe).shape[1]
+    keep = torch.zeros(channels)
+    keep[list(kept_maps)] = 1.0
+    if isinstance(first, torch.nn.Linear) and first.in_features % channels == 0:
+        mask = keep.repeat_interleave(first.in_features // channels)[None, :]
+    elif isinstance(first, torch.nn.Conv2d) and first.in_channels == channels:
+        mask = keep[None, :, None, None]
+    else:
+        raise InterpretError(f"the head after {layer} starts with a {type(first).__name__} that does not read its "
+                             f"{channels} maps as blocks; its maps cannot be cut")
+    with torch.no_grad():
+        first.weight.mul_(mask)
+    return first.weight.register_hook(lambda grad: grad * mask)
+
+
 def refit_head(model, params, dataset, train_rows, val_rows, epochs: int, seed: int,
                lr: float = HEAD_LR, keep: str = "best") -> tuple[list[dict], int]:
     """Refit `params` (the head) on the emotion labels (AdamW at `lr`, evaluation transform); keep

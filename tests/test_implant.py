@@ -12,9 +12,10 @@ from interpret import stats
 from interpret.cli import app
 from interpret.data.transforms import PAPER_INPUT
 from interpret.errors import InterpretError
-from interpret.implant import (accuracy, feeding_conv, head_parameters, implant, refit_head, region_cells,
-                               region_penalty)
+from interpret.implant import (accuracy, cut_from_head, feeding_conv, head_parameters, implant, refit_head,
+                               region_cells, region_penalty)
 from interpret.layers import layer_output
+from interpret.methods import ablation_drops
 from interpret.report import write_report
 from interpret.models import ARCHITECTURES, CONV_NETS, Architecture, ArchSpec, ExpressionNet
 from interpret.runs import load_run
@@ -215,3 +216,27 @@ def test_refit_keeps_the_best_epoch_or_the_last(implanted):
         assert torch.equal(model.state_dict()["fc.weight"], source.model.state_dict()["fc.weight"]) == (kept == 0)
     with pytest.raises(InterpretError, match="keep must be 'best' or 'last'"):
         refit_head(model, params, source.dataset, train_rows, val_rows, 1, 0, keep="first")
+
+
+@pytest.mark.parametrize("layer, kept, first", [("relu3", [3, 17], "fc"), ("relu2", [1, 6], "conv3")])
+def test_cut_from_head_leaves_a_decision_that_reads_the_kept_maps_alone(implanted, layer, kept, first):
+    """After a refit with the other maps cut (head a Linear over the flattened maps, or a conv),
+    ablating a cut map moves no logit, ablating a kept one does, and no hook is left."""
+    import copy
+
+    source = implanted["source"]
+    data = source.dataset
+    split, labelled = np.asarray(data.split).astype(str), data.targets >= 0
+    train_rows, val_rows = np.flatnonzero((split == "train") & labelled), np.flatnonzero((split == "val") & labelled)
+    model = copy.deepcopy(source.model)
+    handle = cut_from_head(model, layer, data.rows([0]), kept)
+    refit_head(model, head_parameters(model, layer, data.rows([0])), data, train_rows, val_rows, 1, 0, lr=1e-2,
+               keep="last")
+    handle.remove()
+    weight = dict(model.named_parameters())[f"{first}.weight"]
+    assert not weight._backward_hooks
+    assert not torch.equal(weight, dict(source.model.named_parameters())[f"{first}.weight"])  # the refit moved it
+    cut = [m for m in range(8) if m not in kept][:3]
+    drops, _ = ablation_drops(model.eval(), layer, data.rows(val_rows[:32]), cut + kept)
+    assert np.all(drops[:len(cut)] == 0)
+    assert np.abs(drops[len(cut):]).max() > 0
