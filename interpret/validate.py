@@ -358,11 +358,31 @@ def planted_summary(records, verdicts, maxima, presence, au_codes, split, plante
            # a found map that is not the planted one may still be a natural detector: a lower bound
            "verdict_found_is_planted": (float(np.mean([v["map"] == planted[v["au"]] for v in found]))
                                         if found else None),
-           "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()}}
+           "localization": {au: _planted_localization(records, au, m) for au, m in planted.items()},
+           "causal_found": causal_of_found(records, found, planted)}
     if fresh is not None:
         out.update(unambiguous=sorted(sole), recovery_unambiguous=sole_recovery,
                    as_good_verified=as_good(records, verified, fresh["aus"]))
     return out
+
+
+def causal_of_found(records, found, planted: dict[str, int]) -> dict | None:
+    """The causal check on the "found" verdicts that name their AU's planted map: how many of
+    these maps' ablations drop the emotion logit more than every random map's and more than their
+    mean, and of those a random map matches or beats, how many are beaten only by random maps that
+    are themselves planted (another AU's detector, which the head may read as much)."""
+    by_au = {r["au"]: r for r in records}
+    checked = [(by_au[v["au"]]["causal"][str(v["map"])], by_au[v["au"]]["causal_setup"]["random_maps"])
+               for v in found if v["map"] == planted[v["au"]] and str(v["map"]) in by_au[v["au"]].get("causal", {})]
+    if not checked:
+        return None
+    planted_maps = set(planted.values())
+    beaten = [(c, randoms) for c, randoms in checked if not c["exceeds_random"]]
+    return {"found": len(checked),
+            "exceeds_all": len(checked) - len(beaten),
+            "above_mean": int(sum(c["emotion_drop"] > np.mean(c["random_drops"]) for c, _ in checked)),
+            "beaten_only_by_planted": sum(all(d < c["emotion_drop"] for m, d in zip(randoms, c["random_drops"])
+                                              if m not in planted_maps) for c, randoms in beaten)}
 
 
 def _fresh_fields(f: dict, m: int) -> dict:
@@ -491,7 +511,8 @@ def validate(run, layer="relu3", controls=("untrained", "rotation"), shuffled=No
         result["planted"] = {**planted_summary(records, verdicts, arrays["max"], arrays["aus"], arrays["au_codes"],
                                                arrays["split"], planted, truth),
                              "aus": run.config["planted"].get("aus", "all"),
-                             "implanted_from": (implanted or {}).get("source")}
+                             "implanted_from": (implanted or {}).get("source"),
+                             "head_reads_planted_only": ((implanted or {}).get("causal_head") or {}).get("drop") == 1}
     control_records, control_verdicts = {}, {}
     for name in controls:
         began = time.perf_counter()
@@ -713,6 +734,14 @@ def format_validate(result: dict) -> str:
         if planted.get("verdict_found_is_planted") is not None:
             lines.append(f"{planted['verdict_found_is_planted']:.2f} of the verdict's \"found\" name the AU's "
                          "planted map")
+        causal = planted.get("causal_found")
+        if causal:
+            lines.append(f"causal check on the {causal['found']} found planted maps: ablating it drops the emotion "
+                         f"logit more than every random map for {causal['exceeds_all']}, more than their mean for "
+                         f"{causal['above_mean']}; of the {causal['found'] - causal['exceeds_all']} others, "
+                         f"{causal['beaten_only_by_planted']} only by random maps that are planted too "
+                         + ("(the head reads the planted maps alone)" if planted.get("head_reads_planted_only")
+                            else "(the head was trained on every map: it need not read the planted ones)"))
     for key, rates in result["false_positives"].items():
         lines.append(f"significant winners ({key}): " + ", ".join(f"{m} {r['p']:.2f}" for m, r in rates.items()))
     for name, findings in (result.get("control_findings") or {}).items():

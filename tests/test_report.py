@@ -177,3 +177,14 @@ def test_verdicts_lead_the_report_and_alone_label_gallery_maps(make_report_run, 
     table = html[html.index("The planted truth per AU"):]
     assert "<td>AU04</td><td>7</td><td>0.77</td><td>outdone by map 4</td><td>4 (0.87)</td><td>3</td>" in table
     assert "<td>AU17</td><td>4</td><td>0.91</td><td>sole</td><td>9 (0.8)</td><td>1</td>" in table
+    assert "The causal check on" not in html  # no found planted map checked: no line
+    # the causal check on the found planted maps, and what the head lets it show
+    for alone, says in ((False, "need not read the planted ones"), (True, "reads the planted maps alone")):
+        result["planted"].update(causal_found={"found": 3, "exceeds_all": 1, "above_mean": 2,
+                                               "beaten_only_by_planted": 1}, head_reads_planted_only=alone)
+        (run / "validate" / "validate.json").write_text(json.dumps(result))
+        html = write_report(run).read_text()
+        assert ("The causal check on the 3 found planted maps: zeroing the map drops the emotion logit more than every "
+                "random map's for 1, more than their mean for 2; of the 2 others, 1 only by random maps that are "
+                "planted too.") in html
+        assert says in html

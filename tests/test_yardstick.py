@@ -114,6 +114,17 @@ def test_methods_recover_the_planted_maps_and_write_tables(planted_run):
              if v["verdict"] != "none"]
     assert [(v["au"], v["map"], v["verdict"]) for v in findings] == [(v["au"], v["map"], v["verdict"]) for v in named]
     assert all(v["map"] is not None and v["auroc"] is not None for v in findings)
+    # the causal check on the found planted maps, summed in the truth and printed by the CLI
+    from interpret.validate import format_validate
+
+    causal = planted["causal_found"]
+    named = [v for v in result["verdicts"] if v["verdict"] == "found" and v["map"] == planted["maps"][v["au"]]]
+    assert (causal is None) == (not named)
+    if causal:
+        assert causal["found"] == len(named)
+        assert causal["beaten_only_by_planted"] <= causal["found"] - causal["exceeds_all"] <= causal["found"]
+        assert causal["exceeds_all"] <= causal["above_mean"]
+    assert ("causal check on the" in format_validate(result)) == bool(causal)
 
 
 def test_truth_is_checked_on_fresh_identities(planted_run):
@@ -348,3 +359,27 @@ def test_confound_names_the_cooccurring_au_the_map_tracks_not_the_most_frequent_
     assert rival["other_au"] == "AU25"
     assert rival["auroc_other_without_this"] > 0.9 > 0.6 > rival["auroc_this_without_other"]
     assert rival["partial_effect_other"] > 0.9 > 0.1 > abs(rival["partial_effect_this"])
+
+
+def test_causal_of_found_counts_drops_against_every_random_map_and_names_planted_rivals():
+    """Three found planted maps: one above every random map; one beaten only by a random map that
+    is AU12's planted map; one beaten by an ordinary map. A found verdict naming another map, and a
+    not-found AU, are not counted."""
+    from interpret.validate import causal_of_found
+
+    planted = {"AU01": 10, "AU06": 11, "AU12": 12, "AU25": 13}
+    setup = {"random_maps": [12, 20, 21]}
+
+    def record(au, m, drop, randoms):
+        return {"au": au, "causal": {str(m): {"emotion_drop": drop, "random_drops": randoms,
+                                               "exceeds_random": drop > max(randoms)}}, "causal_setup": setup}
+
+    records = [record("AU01", 10, 0.9, [0.5, 0.0, 0.1]),   # exceeds all
+               record("AU06", 11, 0.3, [0.5, 0.0, 0.1]),   # beaten by map 12 only: planted for AU12
+               record("AU12", 12, 0.05, [0.0, 0.2, 0.0]),  # beaten by map 20: not planted; below the mean
+               record("AU25", 30, 2.0, [0.0, 0.0, 0.0])]   # found, but not the planted map 13
+    found = [{"au": au, "map": m, "verdict": "found"} for au, m in (("AU01", 10), ("AU06", 11), ("AU12", 12),
+                                                                     ("AU25", 30))]
+    out = causal_of_found(records, found, planted)
+    assert out == {"found": 3, "exceeds_all": 1, "above_mean": 2, "beaten_only_by_planted": 1}
+    assert causal_of_found(records, found[3:], planted) is None
