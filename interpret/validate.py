@@ -736,8 +736,8 @@ def format_validate(result: dict) -> str:
                          "planted map")
         causal = planted.get("causal_found")
         if causal:
-            lines.append(f"causal check on the {causal['found']} found planted maps: ablating it drops the emotion "
-                         f"logit more than every random map for {causal['exceeds_all']}, more than their mean for "
+            lines.append(f"causal check on the {causal['found']} found planted maps: zeroing the map drops the emotion "
+                         f"logit more than every random map's for {causal['exceeds_all']}, more than their mean for "
                          f"{causal['above_mean']}; of the {causal['found'] - causal['exceeds_all']} others, "
                          f"{causal['beaten_only_by_planted']} only by random maps that are planted too "
                          + ("(the head reads the planted maps alone)" if planted.get("head_reads_planted_only")
