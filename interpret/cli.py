@@ -198,6 +198,8 @@ def implant(
                                               "best on validation kept (0: none; default: interpret.implant.HEAD_EPOCHS)"),
     region: bool = typer.Option(True, "--region/--no-region", help="Keep each planted map silent outside its AU's region"),
     seed: Optional[int] = typer.Option(None, help="Seed of the map choice and the fits (default: the run's)"),
+    fit_subjects: int = typer.Option(0, min=0, help="Also fit the planted filters on N new synthetic identities (the "
+                                     "generator's subjects after the run's; validate's fresh ones come after them)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out"),
 ):
     """Plant one detector per AU into a copy of a trained network (positive control that takes)."""
@@ -207,7 +209,7 @@ def implant(
 
     given = {k: v for k, v in (("epochs", epochs), ("head_epochs", head_epochs)) if v is not None}
     path = run_implant(load_run(run), out, layer=layer, aus=parse_plant_aus(aus), region=region, seed=seed,
-                       overwrite=overwrite, **given)
+                       fit_subjects=fit_subjects, overwrite=overwrite, **given)
     typer.echo(f"run written to {path}")
 
 

@@ -184,10 +184,12 @@ class FitSetup:
         return filter_maps(self.features, weight, bias, self.conv, self.pre_activation)
 
 
-def fit_setup(model, data, layer: str, aus, seed: int, region: bool, source: Path, say=None) -> FitSetup:
+def fit_setup(model, data, layer: str, aus, seed: int, region: bool, source: Path, say=None,
+              extra=None) -> FitSetup:
     """The `FitSetup` for planting the usable AUs of `aus` (None: all) into `layer` of `model`
     (`region`: with region cells, which need landmarks; otherwise none are inside); `source` is
-    named in errors, `say` told before the slow pass over the images."""
+    named in errors, `say` told before the slow pass over the images. `extra`: a dataset (same AU
+    codes) whose every image is fitted on too, after `data`'s training images."""
     conv_name, pre_activation = feeding_conv(model, layer, data.rows([0]))
     conv = get_module(model, conv_name)
     fs = data.faceset
@@ -199,17 +201,25 @@ def fit_setup(model, data, layer: str, aus, seed: int, region: bool, source: Pat
     maps = choose_maps(conv.out_channels, planted_codes, seed)
     if region and fs.landmarks is None:
         raise located(source, "implant's region term needs landmarks, which this run's data lacks (--no-region)")
+    parts = [data] if extra is None else [data, extra]
+    if extra is not None and [int(c) for c in extra.faceset.au_codes] != codes:
+        raise InterpretError("the extra fit images' AU codes differ from the run's")
     if say:
-        say(f"[implant] {len(maps)} AUs into {layer} ({conv_name}'s filters), features of {len(data)} images ...",
-            flush=True)
-    every = np.arange(len(data))
-    features = conv_inputs(model, conv_name, data, every)
-    shape = tuple(F.conv2d(features[:1].float(), conv.weight, conv.bias, conv.stride, conv.padding,
-                           conv.dilation).shape[-2:])
-    inside = (region_cells(data, every, planted_codes, shape) if region
-              else torch.zeros(len(data), len(maps), *shape, dtype=torch.bool))
-    return FitSetup(conv_name, conv, pre_activation, planted_codes, maps, columns, train_rows, features,
-                    torch.from_numpy(presence_all[:, columns]), inside)
+        say(f"[implant] {len(maps)} AUs into {layer} ({conv_name}'s filters), features of "
+            f"{sum(map(len, parts))} images ...", flush=True)
+    features, inside, presence = [], [], []
+    for part in parts:
+        every = np.arange(len(part))
+        features.append(conv_inputs(model, conv_name, part, every))
+        shape = tuple(F.conv2d(features[0][:1].float(), conv.weight, conv.bias, conv.stride, conv.padding,
+                               conv.dilation).shape[-2:])
+        inside.append(region_cells(part, every, planted_codes, shape) if region
+                      else torch.zeros(len(part), len(maps), *shape, dtype=torch.bool))
+        presence.append(torch.from_numpy(np.asarray(part.faceset.au_present, dtype=bool)[:, columns]))
+    if extra is not None:
+        train_rows = np.concatenate([train_rows, len(data) + np.arange(len(extra))])
+    return FitSetup(conv_name, conv, pre_activation, planted_codes, maps, columns, train_rows, torch.cat(features),
+                    torch.cat(presence), torch.cat(inside))
 
 
 def accuracy(model, dataset, rows: np.ndarray) -> tuple[float, np.ndarray]:
@@ -283,11 +293,20 @@ def refit_head(model, params, dataset, train_rows, val_rows, epochs: int, seed: 
 
 
 def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, head_epochs: int = HEAD_EPOCHS,
-            region: bool = True, seed: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
-    """Plant one detector per AU into a copy of the trained `run` (see the module docstring) in `out`."""
+            region: bool = True, seed: int | None = None, fit_subjects: int = 0, overwrite: bool = False,
+            progress: bool = True) -> Path:
+    """Plant one detector per AU into a copy of the trained `run` (see the module docstring) in `out`.
+    `fit_subjects`: the filters are fitted on that many new synthetic identities too (the
+    generator's subjects after the run's; `validate`'s fresh identities then start after them)."""
     out = Path(out)
     if run.config.get("planted"):
         raise located(run.path / "config.json", "this run already holds planted detectors; implant into a plain run")
+    if fit_subjects and run.config["data"].get("spec") != "synthetic":
+        raise located(run.path / "config.json", f"--fit-subjects needs a run on the synthetic default (new identities "
+                                                f"come from its generator), this run's data is "
+                                                f"{run.config['data'].get('spec')!r}")
+    if fit_subjects < 0:
+        raise InterpretError(f"--fit-subjects must be 0 or more, got {fit_subjects}")
     if out.resolve() == Path(run.path).resolve():
         raise located(out, "--out is the source run; implant writes a new run beside it")
     claim_run_dir(out, overwrite)
@@ -306,7 +325,12 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
     if not len(train_rows) or not len(val_rows):
         raise located(run.path, "implant needs training and validation images (a run trained with a split)")
     fs = data.faceset
-    setup = fit_setup(model, data, name, aus, seed, region, run.path, say)
+    extra = None
+    if fit_subjects:
+        from interpret.truth import fresh_dataset
+
+        extra = fresh_dataset(run, fit_subjects, first=int(run.config["data"]["subjects"]), split="train")
+    setup = fit_setup(model, data, name, aus, seed, region, run.path, say, extra)
     maps, conv, conv_name, pre_activation = setup.maps, setup.conv, setup.conv_name, setup.pre_activation
     weight, bias, fit_history = setup.fit(epochs, seed, REGION_WEIGHT if region else 0.0)
     peaks = setup.maps_of(weight, bias).amax(dim=(2, 3)).numpy()
@@ -321,7 +345,7 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
     say(f"[implant] filters fitted ({time.perf_counter() - start:.0f} s): mean AUROC of the planted maps, training "
         f"{np.mean([f['train_auroc'] for f in fit.values()]):.3f}, validation "
         f"{np.mean([f['val_auroc'] for f in fit.values()]):.3f}", flush=True)
-    del setup
+    del setup, extra
     replaced_acc, predictions = accuracy(model, data, test_rows)
     if head_epochs:
         say(f"[implant] refitting the layers after {name} ({time.perf_counter() - start:.0f} s) ...", flush=True)
@@ -352,9 +376,12 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
                 f"{', the hinge' if pre_activation else ''})"
                 + (f", plus {REGION_WEIGHT:g} x mean over the AU's images of max(0, largest value outside its region - "
                    "largest inside) / sd of the maxima" if region else "")
-                + f", weight {PLANT_WEIGHT:g}; {epochs} epochs, then the head refitted",
+                + f", weight {PLANT_WEIGHT:g}; {epochs} epochs"
+                + (f", on {fit_subjects} new synthetic identities too" if fit_subjects else "")
+                + ", then the head refitted",
         "implanted": {"source": str(run.path), "source_model_sha256": run.model_sha256, "conv": conv_name,
-                      "region": region, "epochs": epochs, "head_epochs": head_epochs},
+                      "region": region, "epochs": epochs, "head_epochs": head_epochs,
+                      "fit_subjects": int(fit_subjects)},
     }
     staging = out.parent / f".{out.name}.implant-{os.getpid()}"  # the run appears whole or not at all
     shutil.rmtree(staging, ignore_errors=True)

@@ -45,25 +45,34 @@ def classify(maps: dict[int, dict], rivals: list[int]) -> tuple[str, list[int]]:
     return ("outdone" if beaten else "sole" if sole else "tied"), beaten
 
 
-def fresh_config(run, subjects: int = FRESH_SUBJECTS) -> dict:
-    """The run's config with its data replaced by `subjects` synthetic identities after its own; a
-    one-line error for a run not on the synthetic default or fewer than two identities."""
+def fit_identities(config: dict) -> int:
+    """New identities `interpret implant --fit-subjects` fitted a run's planted filters on: the
+    generator's subjects right after the run's own, so fresh identities start after them."""
+    return int(((config.get("planted") or {}).get("implanted") or {}).get("fit_subjects", 0))
+
+
+def fresh_config(run, subjects: int = FRESH_SUBJECTS, first: int | None = None) -> dict:
+    """The run's config with its data replaced by `subjects` synthetic identities from the
+    generator's subject `first` (default: after the run's own and its planted filters' fit
+    identities); a one-line error for a run not on the synthetic default or fewer than two."""
     data = run.config["data"]
     if data.get("spec") != "synthetic":
         raise InterpretError(f"{run.path}: fresh identities need a run on the synthetic default, its data is "
                              f"{data.get('spec')!r}; use --fresh 0 to check the planted maps on its held-out subjects")
     if int(subjects) < 2:
         raise InterpretError(f"--fresh must be 0 (the run's held-out subjects) or at least 2 identities, got {subjects}")
-    return {**run.config, "data": {**data, "first": int(data["subjects"]), "subjects": int(subjects)}}
+    first = int(data["subjects"]) + fit_identities(run.config) if first is None else int(first)
+    return {**run.config, "data": {**data, "first": first, "subjects": int(subjects)}}
 
 
-def fresh_dataset(run, subjects: int = FRESH_SUBJECTS):
-    """`subjects` synthetic identities after the run's own, cut and split-free like its data."""
+def fresh_dataset(run, subjects: int = FRESH_SUBJECTS, first: int | None = None, split: str = "test"):
+    """`subjects` synthetic identities the run never saw (see `fresh_config`), cut like its data,
+    every image in `split`."""
     from interpret.runs import RunDataset, run_faceset, run_input
 
-    config = fresh_config(run, subjects)
+    config = fresh_config(run, subjects, first)
     faceset = run_faceset(config)
-    return RunDataset(faceset, np.full(len(faceset.subject), "test"), config["classes"], run_input(config))
+    return RunDataset(faceset, np.full(len(faceset.subject), split), config["classes"], run_input(config))
 
 
 def contest(maxima, labels, subject, planted_map: int, named=(), seed: int = 0, resamples: int = RESAMPLES) -> dict:

@@ -240,3 +240,39 @@ def test_cut_from_head_leaves_a_decision_that_reads_the_kept_maps_alone(implante
     drops, _ = ablation_drops(model.eval(), layer, data.rows(val_rows[:32]), cut + kept)
     assert np.all(drops[:len(cut)] == 0)
     assert np.abs(drops[len(cut):]).max() > 0
+
+
+def test_fit_subjects_fit_on_new_identities_that_fresh_ones_come_after(implanted, tmp_path):
+    """`fit_subjects`: the filters are fitted on new synthetic identities too (other filters than
+    without), as the config records; `validate`'s fresh identities then start after them, so the
+    faces the truth is checked on are never those fitted on. Off the synthetic default: refused."""
+    import dataclasses
+
+    from interpret.implant import fit_setup
+    from interpret.truth import fresh_dataset
+
+    source = implanted["source"]
+    kwargs = dict(aus=(25,), epochs=1, head_epochs=0, progress=False)
+    plain = load_run(implant(source, tmp_path / "plain", **kwargs))
+    more = load_run(implant(source, tmp_path / "more", fit_subjects=4, **kwargs))
+    assert more.config["planted"]["implanted"]["fit_subjects"] == 4
+    assert "on 4 new synthetic identities too" in more.config["planted"]["loss"]
+    m = more.config["planted"]["maps"]["AU25"]
+    assert not torch.equal(plain.model.conv3.weight[m], more.model.conv3.weight[m])
+    fitted = fresh_dataset(source, 4, first=source.config["data"]["subjects"], split="train")
+    own, fit = set(source.dataset.faceset.subject), set(fitted.faceset.subject)
+    assert len(fit) == 4 and not fit & own
+    after_fit, after_own = set(fresh_dataset(more, 3).faceset.subject), set(fresh_dataset(plain, 3).faceset.subject)
+    assert len(after_fit) == 3 and not after_fit & (fit | own)
+    assert after_own < fit  # without fit identities the fresh ones follow the run's own
+    setup = fit_setup(source.model, source.dataset, "relu3", (25,), 0, True, source.path, extra=fitted)
+    training = int((np.asarray(source.dataset.split).astype(str) == "train").sum())
+    assert len(setup.train_rows) == training + len(fitted)
+    assert setup.train_rows[training:].tolist() == list(range(len(source.dataset), len(source.dataset) + len(fitted)))
+    assert len(setup.features) == len(setup.presence) == len(setup.inside) == len(source.dataset) + len(fitted)
+    assert setup.presence[len(source.dataset):].numpy().tolist() == np.asarray(
+        fitted.faceset.au_present, dtype=bool)[:, setup.columns].tolist()
+    other = dataclasses.replace(source, config={**source.config, "data": {**source.config["data"], "spec": "photos"}})
+    with pytest.raises(InterpretError, match="--fit-subjects needs a run on the synthetic default"):
+        implant(other, tmp_path / "refused", fit_subjects=2, **kwargs)
+    assert not (tmp_path / "refused").exists()
