@@ -63,7 +63,8 @@ def main(run_dir: str, fresh_subjects: int, weights: list[float], fit_subjects: 
         print(rows[-1], flush=True)
     text = (f"Planted filters fitted on {run_dir}"
             + (f" and {fit_subjects} new identities ({len(extra)} images)" if fit_subjects else "")
-            + f" ({setup.conv_name}, {len(codes)} AUs, {FIT_EPOCHS} epochs, seed {seed}), judged on {fresh_subjects} new synthetic identities ({len(fresh)} images):\n\n" + "\n".join(rows) + "\n")
+            + f" ({setup.conv_name}, {len(codes)} AUs, {FIT_EPOCHS} epochs, seed {seed}), judged on {fresh_subjects} "
+            f"new synthetic identities ({len(fresh)} images):\n\n" + "\n".join(rows) + "\n")
     name = "implant_fit_choices" + (f"_fit{fit_subjects}" if fit_subjects else "")
     write_text(Path(run_dir) / "analyses" / f"{name}.md", text)
     return text

@@ -207,15 +207,12 @@ def fit_setup(model, data, layer: str, aus, seed: int, region: bool, source: Pat
     if say:
         say(f"[implant] {len(maps)} AUs into {layer} ({conv_name}'s filters), features of "
             f"{sum(map(len, parts))} images ...", flush=True)
-    features, inside, presence = [], [], []
-    for part in parts:
-        every = np.arange(len(part))
-        features.append(conv_inputs(model, conv_name, part, every))
-        shape = tuple(F.conv2d(features[0][:1].float(), conv.weight, conv.bias, conv.stride, conv.padding,
-                               conv.dilation).shape[-2:])
-        inside.append(region_cells(part, every, planted_codes, shape) if region
-                      else torch.zeros(len(part), len(maps), *shape, dtype=torch.bool))
-        presence.append(torch.from_numpy(np.asarray(part.faceset.au_present, dtype=bool)[:, columns]))
+    features = [conv_inputs(model, conv_name, part, np.arange(len(part))) for part in parts]
+    shape = tuple(F.conv2d(features[0][:1].float(), conv.weight, conv.bias, conv.stride, conv.padding,
+                           conv.dilation).shape[-2:])
+    inside = [region_cells(part, np.arange(len(part)), planted_codes, shape) if region
+              else torch.zeros(len(part), len(maps), *shape, dtype=torch.bool) for part in parts]
+    presence = [torch.from_numpy(np.asarray(part.faceset.au_present, dtype=bool)[:, columns]) for part in parts]
     if extra is not None:
         train_rows = np.concatenate([train_rows, len(data) + np.arange(len(extra))])
     return FitSetup(conv_name, conv, pre_activation, planted_codes, maps, columns, train_rows, torch.cat(features),
