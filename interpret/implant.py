@@ -172,11 +172,15 @@ class FitSetup:
     presence: torch.Tensor
     inside: torch.Tensor
 
+    @property
+    def chosen(self) -> torch.Tensor:
+        """The planted maps' indices, in the order of `maps`."""
+        return torch.as_tensor(list(self.maps.values()))
+
     def fit(self, epochs: int, seed: int, region_weight: float) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
         """`fit_filters` from the chosen maps' current filters."""
-        chosen = torch.as_tensor(list(self.maps.values()))
-        return fit_filters(self.features, self.presence, self.inside, self.conv.weight[chosen],
-                           self.conv.bias[chosen], self.train_rows, epochs, seed, region_weight,
+        return fit_filters(self.features, self.presence, self.inside, self.conv.weight[self.chosen],
+                           self.conv.bias[self.chosen], self.train_rows, epochs, seed, region_weight,
                            self.pre_activation, self.conv.stride, self.conv.padding, self.conv.dilation)
 
     def maps_of(self, weight, bias) -> torch.Tensor:
@@ -331,10 +335,9 @@ def implant(run, out, layer: str = "relu3", aus=None, epochs: int = FIT_EPOCHS, 
     maps, conv, conv_name, pre_activation = setup.maps, setup.conv, setup.conv_name, setup.pre_activation
     weight, bias, fit_history = setup.fit(epochs, seed, REGION_WEIGHT if region else 0.0)
     peaks = setup.maps_of(weight, bias).amax(dim=(2, 3)).numpy()
-    chosen = torch.as_tensor(list(maps.values()))
     with torch.no_grad():
-        conv.weight[chosen] = weight
-        conv.bias[chosen] = bias
+        conv.weight[setup.chosen] = weight
+        conv.bias[setup.chosen] = bias
     presence = setup.presence.numpy()
     fit = {au: {part: float(stats.auroc(peaks[rows][:, [k]], presence[rows, k])[0])
                 for part, rows in (("train_auroc", train_rows), ("val_auroc", val_rows))}

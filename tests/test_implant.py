@@ -44,6 +44,12 @@ def implanted(tmp_path_factory):
                "root": root}
 
 
+def _labelled_rows(dataset):
+    """(training rows, validation rows) with an emotion label."""
+    split, labelled = np.asarray(dataset.split).astype(str), dataset.targets >= 0
+    return np.flatnonzero((split == "train") & labelled), np.flatnonzero((split == "val") & labelled)
+
+
 def _planted(run):
     return {au: m for au, m in run.config["planted"]["maps"].items()}
 
@@ -203,8 +209,7 @@ def test_refit_keeps_the_best_epoch_or_the_last(implanted):
     import copy
 
     source = implanted["source"]
-    split, labelled = np.asarray(source.dataset.split).astype(str), source.dataset.targets >= 0
-    train_rows, val_rows = np.flatnonzero((split == "train") & labelled), np.flatnonzero((split == "val") & labelled)
+    train_rows, val_rows = _labelled_rows(source.dataset)
     for keep in ("best", "last"):
         model = copy.deepcopy(source.model)
         params = head_parameters(model, "relu3", source.dataset.rows([0]))
@@ -226,8 +231,7 @@ def test_cut_from_head_leaves_a_decision_that_reads_the_kept_maps_alone(implante
 
     source = implanted["source"]
     data = source.dataset
-    split, labelled = np.asarray(data.split).astype(str), data.targets >= 0
-    train_rows, val_rows = np.flatnonzero((split == "train") & labelled), np.flatnonzero((split == "val") & labelled)
+    train_rows, val_rows = _labelled_rows(data)
     model = copy.deepcopy(source.model)
     handle = cut_from_head(model, layer, data.rows([0]), kept)
     refit_head(model, head_parameters(model, layer, data.rows([0])), data, train_rows, val_rows, 1, 0, lr=1e-2,
